@@ -1,0 +1,128 @@
+"""The base config (every key the trainer reads) and the `parse_arg` helper.
+
+Method configs start from `get_base_config()` and fill in `config.model` and the recipe.
+Durations are given in steps or in epochs: `<name>_steps`, or `<name>_epochs` (steps win
+when both are set, so `--config.total_steps=100` overrides a recipe's epochs).
+"""
+
+import difflib
+
+import ml_collections
+from ml_collections import config_dict
+
+_TRUE = ("1", "true", "yes", "on", "")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _cast(key: str, value: str, default):
+    if isinstance(default, bool):
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ValueError(f"config arg {key}={value!r}: expected a boolean (true/false)")
+    try:
+        return type(default)(value)
+    except ValueError as e:
+        raise ValueError(f"config arg {key}={value!r}: expected {type(default).__name__}") from e
+
+
+def parse_arg(arg: str | None, **spec) -> ml_collections.ConfigDict:
+    """Parses 'variant=B/16,data=synthetic' into a ConfigDict typed by `spec`'s defaults.
+
+    A bare name sets a boolean to True. Unknown names fail, naming the closest valid ones.
+    """
+    out = ml_collections.ConfigDict(spec)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in spec:
+            close = difflib.get_close_matches(key, spec, n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"Unknown config arg {key!r}; valid: {sorted(spec)}.{hint}")
+        out[key] = _cast(key, value.strip(), spec[key])
+    return out
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """Every key `mim_jax.train` reads, with neutral defaults."""
+    c = ml_collections.ConfigDict()
+    c.method = "mae"
+    c.seed = 0
+    c.model = ml_collections.ConfigDict()  # method-specific, filled in by each method config
+
+    # Data. `name`: fashion_mnist (embedded default), synthetic (random images, no I/O) or
+    # tfds (any TFDS image dataset through tfds.data_source).
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "fashion_mnist"
+    c.data.root = config_dict.placeholder(str)  # Fashion-MNIST IDX dir; default: Debian's
+    c.data.tfds_name = config_dict.placeholder(str)  # e.g. "imagenet2012"
+    c.data.tfds_data_dir = config_dict.placeholder(str)
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.image_size = 28
+    c.data.channels = 1
+    c.data.num_classes = 10
+    c.data.mean = (0.2860,)  # per-channel, in [0, 1] units
+    c.data.std = (0.3530,)
+    # RandomResizedCrop (torchvision's sampling) and horizontal flip for training.
+    c.data.crop_scale = (0.2, 1.0)
+    c.data.crop_ratio = (3.0 / 4.0, 4.0 / 3.0)
+    c.data.flip = True
+    c.data.eval_crop_pct = 1.0  # eval: resize shorter side to size / crop_pct, center crop
+    c.data.num_workers = 0  # grain worker processes (0: threads in this process)
+    c.data.read_threads = 2
+    c.data.synthetic_examples = 4096  # size of the synthetic source ("an epoch")
+
+    c.batch_size = 256  # global batch per optimizer update (all devices, all micro-batches)
+    c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)
+    c.total_steps = config_dict.placeholder(int)
+    c.total_epochs = config_dict.placeholder(float)
+    c.dtype = "float32"  # compute dtype; "bfloat16" keeps fp32 params, optimizer and loss
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.base_lr = 1.5e-4  # lr = base_lr * batch_size / lr_base_batch
+    c.optim.lr_base_batch = 256
+    c.optim.min_lr = 0.0
+    c.optim.warmup_steps = config_dict.placeholder(int)
+    c.optim.warmup_epochs = config_dict.placeholder(float)
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.95
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 0.05  # applied to >=2-D params only (not biases/norms)
+    c.optim.grad_clip = config_dict.placeholder(float)  # global-norm clip; None: off
+
+    # Device mesh: a `data` and an `fsdp` axis; -1 takes the remaining devices.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.fsdp_min_size = 2**18  # params with fewer elements stay replicated
+
+    c.log_every_steps = 50
+
+    c.ckpt = ml_collections.ConfigDict()
+    c.ckpt.every_steps = config_dict.placeholder(int)
+    c.ckpt.every_epochs = config_dict.placeholder(float)
+    c.ckpt.keep = 2
+
+    # Reconstruction PNGs of fixed eval images (original | masked | recon | recon + visible).
+    c.viz = ml_collections.ConfigDict()
+    c.viz.every_steps = config_dict.placeholder(int)
+    c.viz.every_epochs = config_dict.placeholder(float)
+    c.viz.num_images = 8
+
+    # Representation evaluation: kNN and linear probe on frozen encoder features.
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_steps = config_dict.placeholder(int)
+    c.eval.every_epochs = config_dict.placeholder(float)
+    c.eval.at_end = True
+    c.eval.baselines = False  # also evaluate raw pixels and the encoder at random init
+    c.eval.features = "cls"  # cls | mean (of patch tokens)
+    c.eval.batch_size = 1024
+    c.eval.max_train_examples = config_dict.placeholder(int)  # None: the whole train split
+    c.eval.max_test_examples = config_dict.placeholder(int)
+    c.eval.knn_k = 20
+    c.eval.knn_temperature = 0.07
+    c.eval.linear_l2 = (1e-5, 1e-4, 1e-3, 1e-2)  # L2 grid, chosen on a held-out train split
+    c.eval.linear_steps = 200  # max L-BFGS iterations per fit (stops earlier on convergence)
+    return c

@@ -1,0 +1,109 @@
+"""MAE (He et al., "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022).
+
+Default: a small MAE on the embedded Fashion-MNIST that learns a useful representation in
+minutes on a CPU, with kNN / linear-probe evaluation against its random init and raw pixels:
+
+    python -m mim_jax.main --config=configs/mae.py --workdir=workdirs/mae_fmnist
+
+ImageNet-1k recipe (facebookresearch/mae PRETRAIN.md + main_pretrain.py), data via TFDS:
+
+    python -m mim_jax.main --config=configs/mae.py:variant=B/16 --workdir=gs://BUCKET/mae_b16
+
+Args: variant (B/16, L/16, H/14), data (fashion_mnist, synthetic, imagenet2012).
+"""
+
+from configs import common
+
+# (patch, width, depth, heads): models_mae.py mae_vit_{base,large,huge}_patch*_dec512d8b.
+VARIANTS = {
+    "B/16": (16, 768, 12, 12),
+    "L/16": (16, 1024, 24, 16),
+    "H/14": (14, 1280, 32, 16),
+}
+DATASETS = ("fashion_mnist", "synthetic", "imagenet2012")
+
+
+def _imagenet_recipe(config, variant: str) -> None:
+    patch, width, depth, heads = VARIANTS[variant]
+    config.model.update(
+        patch_size=patch,
+        width=width,
+        depth=depth,
+        num_heads=heads,
+        decoder_width=512,  # decoder 512-d x 8 blocks x 16 heads (models_mae.py)
+        decoder_depth=8,
+        decoder_heads=16,
+    )
+    d = config.data
+    d.name = "tfds"
+    d.tfds_name = "imagenet2012"
+    d.train_split, d.eval_split = "train", "validation"
+    d.image_size, d.channels, d.num_classes = 224, 3, 1000
+    d.mean, d.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # IMAGENET_DEFAULT_*
+    d.crop_scale = (0.2, 1.0)  # RandomResizedCrop(224, scale=(0.2, 1.0), bicubic) + flip
+    d.flip = True
+    d.eval_crop_pct = 0.875
+    d.num_workers = 8
+    config.batch_size = 4096  # PRETRAIN.md: effective batch 4096
+    config.total_epochs = 800.0
+    config.optim.update(base_lr=1.5e-4, lr_base_batch=256, min_lr=0.0, warmup_epochs=40.0)
+    config.optim.update(b1=0.9, b2=0.95, weight_decay=0.05)  # main_pretrain.py
+    config.dtype = "bfloat16"  # the official run uses fp16 autocast with fp32 master weights
+    config.log_every_steps = 100
+    config.ckpt.every_epochs = 1.0
+    config.viz.every_epochs = 10.0
+    config.eval.at_end = False  # kNN over 1.28M images is a separate job (configs/linprobe)
+    config.eval.batch_size = 512
+
+
+def get_config(arg: str | None = None):
+    arg = common.parse_arg(arg, variant="", data="")
+    config = common.get_base_config()
+    config.method = "mae"
+    config.model.mask_ratio = 0.75  # main_pretrain.py --mask_ratio 0.75
+    config.model.norm_pix_loss = True  # PRETRAIN.md uses --norm_pix_loss
+    config.model.mlp_ratio = 4.0
+
+    if arg.variant:
+        if arg.variant not in VARIANTS:
+            raise ValueError(f"variant={arg.variant!r}; valid: {sorted(VARIANTS)}")
+        _imagenet_recipe(config, arg.variant)
+    else:
+        # Embedded default: 28x28 grey images, 4x4 patches (49 tokens), a small ViT.
+        config.model.update(
+            patch_size=4,
+            width=128,
+            depth=4,
+            num_heads=4,
+            decoder_width=64,
+            decoder_depth=2,
+            decoder_heads=4,
+        )
+        config.data.crop_scale = (0.35, 1.0)
+        config.batch_size = 256
+        config.total_epochs = 12.0
+        config.optim.update(base_lr=1.5e-4, warmup_epochs=1.0, weight_decay=0.05)
+        config.log_every_steps = 25
+        config.ckpt.every_epochs = 4.0
+        config.viz.every_epochs = 4.0
+        config.eval.every_epochs = 6.0
+        config.eval.baselines = True
+
+    data = arg.data or None
+    if data is not None and data not in DATASETS:
+        raise ValueError(f"data={data!r}; valid: {list(DATASETS)}")
+    if data == "fashion_mnist" and arg.variant:
+        raise ValueError("data=fashion_mnist is for the default small model (no variant)")
+    if data == "imagenet2012" and not arg.variant:
+        raise ValueError("data=imagenet2012 needs a variant, e.g. variant=B/16")
+    if data == "synthetic":
+        # Random images of the model's input shape, no I/O: smoke tests and benchmarks.
+        config.data.name = "synthetic"
+        config.data.num_workers = 0
+        config.batch_size = (
+            16 if arg.variant else 64
+        )  # pass --config.batch_size=4096 for the recipe
+        config.eval.at_end = False  # random labels: probes would measure nothing
+        config.eval.every_epochs = None
+        config.eval.baselines = False
+    return config

@@ -1,0 +1,66 @@
+"""Reading durations from configs and checking a config before anything compiles."""
+
+import ml_collections
+
+from mim_jax import methods
+
+DTYPES = ("float32", "bfloat16")
+DATA_SOURCES = ("fashion_mnist", "synthetic", "tfds")
+POOLS = ("cls", "mean")
+
+
+def get_steps(
+    cfg: ml_collections.ConfigDict, name: str, steps_per_epoch: int, where: str = "config"
+) -> int | None:
+    """`cfg.<name>_steps`, else `cfg.<name>_epochs` converted to steps; None if neither.
+
+    Steps win over epochs, so `--config.total_steps=2` overrides a recipe's epochs.
+    """
+    steps, epochs = cfg.get(f"{name}_steps"), cfg.get(f"{name}_epochs")
+    if steps is not None:
+        if steps < 0:
+            raise ValueError(f"{where}.{name}_steps must be >= 0, got {steps}")
+        return int(steps)
+    if epochs is not None:
+        if epochs < 0:
+            raise ValueError(f"{where}.{name}_epochs must be >= 0, got {epochs}")
+        return round(epochs * steps_per_epoch)
+    return None
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Value checks the config lock cannot do; raises ValueError naming the key."""
+    methods.check_name(config.method)
+    _check(config.dtype in DTYPES, f"config.dtype={config.dtype!r}; valid: {DTYPES}")
+    d = config.data
+    _check(d.name in DATA_SOURCES, f"config.data.name={d.name!r}; valid: {DATA_SOURCES}")
+    _check(
+        d.name != "tfds" or bool(d.tfds_name), "config.data.name='tfds' needs config.data.tfds_name"
+    )
+    _check(
+        len(d.mean) == len(d.std) == d.channels,
+        f"config.data.mean/std need one value per channel ({d.channels}), "
+        f"got {len(d.mean)} and {len(d.std)}",
+    )
+    _check(
+        config.total_steps is not None or config.total_epochs is not None,
+        "Set config.total_steps or config.total_epochs.",
+    )
+    accum = config.grad_accum_steps
+    _check(accum >= 1, f"config.grad_accum_steps must be >= 1, got {accum}")
+    _check(
+        config.batch_size % (accum * num_devices) == 0,
+        f"config.batch_size={config.batch_size} must be divisible by grad_accum_steps ({accum}) "
+        f"x device count ({num_devices})",
+    )
+    _check(config.eval.features in POOLS, f"config.eval.features must be one of {POOLS}")
+    _check(config.log_every_steps >= 1, "config.log_every_steps must be >= 1")
+    _check(
+        config.optim.grad_clip is None or config.optim.grad_clip > 0,
+        "config.optim.grad_clip must be > 0 (or None to disable)",
+    )

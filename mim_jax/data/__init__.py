@@ -1,0 +1,1 @@
+"""Data: random-access sources, numpy transforms and grain pipelines."""

@@ -1,0 +1,152 @@
+"""Random-access sources yielding {"image": uint8 [H, W, C], "label": int}.
+
+fashion_mnist: the embedded default, read from the Debian package `dataset-fashion-mnist`
+  (IDX files in /usr/share/datasets/fashion-mnist), else TFDS `fashion_mnist`.
+synthetic:     deterministic random images of any shape, no I/O.
+tfds:          any TFDS image dataset through `tfds.data_source` (ArrayRecord, no TensorFlow).
+"""
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+_FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+FMNIST_HELP = (
+    "Fashion-MNIST not found. Install the Debian package: "
+    "`sudo apt-get install dataset-fashion-mnist` (IDX files in {dir}), or point "
+    "--config.data.root at a directory holding {files}, or let TFDS download it "
+    "(needs internet). TFDS said: {tfds_error}"
+)
+
+
+class ArraySource:
+    """In-memory arrays as a grain random-access source."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        if images.ndim == 3:
+            images = images[..., None]  # [N, H, W] -> [N, H, W, 1]
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels.astype(np.int32)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "label": self.labels[index]}
+
+
+class SyntheticSource:
+    """Random uint8 images and labels; element i is a pure function of (seed, i)."""
+
+    def __init__(self, num_examples: int, shape: tuple[int, ...], num_classes: int, seed: int):
+        self.num_examples, self.shape = num_examples, tuple(shape)
+        self.num_classes, self.seed = num_classes, seed
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng((self.seed, int(index)))
+        image = rng.integers(0, 256, self.shape, dtype=np.uint8)
+        return {"image": image, "label": np.int32(rng.integers(self.num_classes))}
+
+
+class TfdsSource:
+    """A TFDS dataset split read through `tfds.data_source`, reduced to image and label."""
+
+    def __init__(self, name: str, split: str, data_dir: str | None = None, download: bool = False):
+        import tensorflow_datasets as tfds  # heavy import, only when used
+
+        self.name, self.split = name, split
+        self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        ex = self._source[index]
+        image = np.asarray(ex["image"])
+        return {"image": image if image.ndim == 3 else image[..., None], "label": ex["label"]}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file (optionally gzipped), the MNIST family's format."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    body = data[4 + 4 * ndim :]
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(body) != expected:
+        raise ValueError(f"{path}: IDX header says {dims} ({expected} bytes), found {len(body)}")
+    return np.frombuffer(body, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def fashion_mnist_from_idx(directory: str | os.PathLike, split: str) -> ArraySource | None:
+    """The split from IDX files in `directory`, or None when they are not there."""
+    if split not in _FMNIST_FILES:
+        raise ValueError(f"Fashion-MNIST split {split!r}; valid: {sorted(_FMNIST_FILES)}")
+    paths = [_find(Path(directory), stem) for stem in _FMNIST_FILES[split]]
+    if None in paths:
+        return None
+    return ArraySource(read_idx(paths[0]), read_idx(paths[1]))
+
+
+def fashion_mnist(split: str, root: str | None = None) -> ArraySource:
+    """Fashion-MNIST from `root` or the Debian package; else TFDS; else a clear error."""
+    directory = root or FASHION_MNIST_DIR
+    source = fashion_mnist_from_idx(directory, split)
+    if source is not None:
+        return source
+    if root:
+        raise FileNotFoundError(
+            f"config.data.root={root!r} holds no Fashion-MNIST {split} IDX files "
+            f"({', '.join(s + '[.gz]' for s in _FMNIST_FILES[split])})"
+        )
+    logging.warning("No Fashion-MNIST in %s; trying TFDS fashion_mnist.", directory)
+    try:
+        tfds_source = TfdsSource("fashion_mnist", split, download=True)
+        items = [tfds_source[i] for i in range(len(tfds_source))]
+    except Exception as e:  # any TFDS failure ends in the same advice
+        files = ", ".join(s + ".gz" for pair in _FMNIST_FILES.values() for s in pair)
+        raise FileNotFoundError(
+            FMNIST_HELP.format(dir=FASHION_MNIST_DIR, files=files, tfds_error=e)
+        ) from e
+    return ArraySource(np.stack([x["image"] for x in items]), np.array([x["label"] for x in items]))
+
+
+def build(data: ml_collections.ConfigDict, split: str, seed: int):
+    """The source for `config.data` and a split name."""
+    if data.name == "fashion_mnist":
+        return fashion_mnist(split, data.root)
+    if data.name == "synthetic":
+        # Train and eval splits differ through the seed.
+        shape = (data.image_size, data.image_size, data.channels)
+        split_seed = seed if split == data.train_split else seed + 1
+        return SyntheticSource(data.synthetic_examples, shape, data.num_classes, split_seed)
+    if data.name == "tfds":
+        return TfdsSource(data.tfds_name, split, data.tfds_data_dir)
+    raise ValueError(f"config.data.name={data.name!r}; valid: fashion_mnist, synthetic, tfds")

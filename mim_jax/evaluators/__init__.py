@@ -1,0 +1,1 @@
+"""Evaluators: kNN and linear probes on frozen features, reconstruction grids."""

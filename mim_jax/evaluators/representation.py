@@ -1,0 +1,110 @@
+"""kNN and linear-probe evaluation of frozen encoder features (train split -> eval split)."""
+
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from mim_jax import sharding
+from mim_jax.data import pipeline, sources
+from mim_jax.evaluators import knn, linear_probe
+
+CACHE_BYTES = 2**31  # keep eval images in host memory when they fit in this budget
+
+
+class _Split:
+    """An eval split's batches (cached in memory when small) and labels."""
+
+    def __init__(self, source, data, batch_size: int, max_examples: int | None):
+        self._args = (source, data, batch_size, max_examples)
+        n = len(source) if max_examples is None else min(max_examples, len(source))
+        size = n * data.image_size**2 * data.channels
+        self._cache = [] if size <= CACHE_BYTES else None
+        self._cached = False
+
+    def batches(self):
+        if self._cached:
+            yield from self._cache
+            return
+        for item in pipeline.eval_batches(*self._args):
+            if self._cache is not None:
+                self._cache.append(item)
+            yield item
+        self._cached = self._cache is not None
+
+
+class RepresentationEvaluator:
+    """kNN (k, temperature-weighted cosine votes) and a linear probe on features from
+    `feature_fn(params, images) -> [B, D]` (images normalised, on the mesh)."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        feature_fn: Callable,
+        mesh: Mesh,
+        train_source=None,
+        eval_source=None,
+    ):
+        self.config, self.mesh = config, mesh
+        e, d = config.eval, config.data
+        train_source = train_source or sources.build(d, d.train_split, config.seed)
+        eval_source = eval_source or sources.build(d, d.eval_split, config.seed)
+        self.splits = {
+            "train": _Split(train_source, d, e.batch_size, e.max_train_examples),
+            "test": _Split(eval_source, d, e.batch_size, e.max_test_examples),
+        }
+        normalize = lambda x: pipeline.normalize(x, d.mean, d.std)
+        self._features = jax.jit(
+            lambda params, images: feature_fn(params, normalize(images)),
+            out_shardings=sharding.replicated(mesh),
+        )
+
+    def _collect(self, split: str, fn: Callable) -> tuple[np.ndarray, np.ndarray]:
+        feats, labels = [], []
+        pc, pi = jax.process_count(), jax.process_index()
+        for batch, valid in self.splits[split].batches():
+            rows = len(batch["image"]) // pc  # every process holds the whole batch
+            local = {"image": batch["image"][pi * rows : (pi + 1) * rows]}
+            out = fn(sharding.global_batch(local, self.mesh)["image"])
+            feats.append(sharding.to_host(out)[:valid])
+            labels.append(batch["label"][:valid])
+        return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
+
+    def _score(self, fn: Callable) -> dict[str, float]:
+        e = self.config.eval
+        train_x, train_y = self._collect("train", fn)
+        test_x, test_y = self._collect("test", fn)
+        n = self.config.data.num_classes
+        top1 = knn.knn_accuracy(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            num_classes=n,
+            k=e.knn_k,
+            temperature=e.knn_temperature,
+        )
+        probe = linear_probe.linear_probe(
+            train_x, train_y, test_x, test_y, n, tuple(e.linear_l2), e.linear_steps
+        )
+        return {"knn_top1": top1, "linear_top1": probe["top1"], "linear_l2": probe["l2"]}
+
+    def evaluate(self, params) -> dict[str, float]:
+        """Scores of the encoder with these params."""
+        start = time.time()
+        out = self._score(lambda images: self._features(params, images))
+        logging.info("representation eval took %.1fs: %s", time.time() - start, out)
+        return out
+
+    def raw_pixels(self) -> dict[str, float]:
+        """The same probes on standardised raw pixels: the baseline to beat."""
+        d = self.config.data
+        flat = jax.jit(
+            lambda x: pipeline.normalize(x, d.mean, d.std).reshape(x.shape[0], -1),
+            out_shardings=sharding.replicated(self.mesh),
+        )
+        return self._score(flat)

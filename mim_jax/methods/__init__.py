@@ -1,0 +1,27 @@
+"""Methods: each a small object with `init`, `loss` and optional `features`/`reconstruct`."""
+
+import difflib
+from collections.abc import Callable
+
+import ml_collections
+
+from mim_jax.methods import mae
+
+# name -> factory(config) building the method object.
+METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
+    "mae": mae.from_config,
+}
+
+
+def check_name(name: str) -> None:
+    """Fail with the valid names (and the closest one) when `config.method` is unknown."""
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"config.method={name!r} is not a method; valid: {sorted(METHODS)}.{hint}")
+
+
+def build(config: ml_collections.ConfigDict):
+    """The method object for `config.method`."""
+    check_name(config.method)
+    return METHODS[config.method](config)

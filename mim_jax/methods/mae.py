@@ -1,0 +1,198 @@
+"""MAE: Masked Autoencoders Are Scalable Vision Learners (He et al., CVPR 2022).
+
+Follows the official `facebookresearch/mae` `models_mae.py`: conv patch embedding,
+fixed 2-D sin-cos position embeddings (cls slot = 0) in encoder and decoder, per-sample
+masking by argsort of uniform noise, a cls token, a light decoder with a shared mask
+token, and the loss = mean over masked patches of the per-patch MSE against (optionally
+per-patch normalised) pixels.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from mim_jax import masking, targets
+from mim_jax.models import posemb
+from mim_jax.models.patch import PatchEmbed, patchify, unpatchify
+from mim_jax.models.vit import Encoder, dense_init, token_init
+
+Params = Any
+
+
+class MaskedAutoencoder(nn.Module):
+    """MAE encoder + decoder. Images are [B, H, W, C] float, already normalised."""
+
+    image_size: tuple[int, int]
+    channels: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    decoder_width: int
+    decoder_depth: int
+    decoder_heads: int
+    mlp_ratio: float = 4.0
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    dtype: jnp.dtype = jnp.float32
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        h, w = self.image_size
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
+        return h // p, w // p
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def setup(self):
+        self.patch_embed = PatchEmbed(self.patch_size, self.width, dtype=self.dtype)
+        self.cls_token = self.param("cls_token", token_init, (1, 1, self.width))
+        self.encoder = Encoder(
+            self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, name="encoder"
+        )
+        self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
+        self.mask_token = self.param("mask_token", token_init, (1, 1, self.decoder_width))
+        self.decoder = Encoder(
+            self.decoder_depth, self.decoder_heads, self.mlp_ratio, dtype=self.dtype, name="decoder"
+        )
+        out_dim = self.patch_size**2 * self.channels
+        self.decoder_pred = nn.Dense(out_dim, kernel_init=dense_init, dtype=self.dtype)
+
+    def encode(
+        self, images: jax.Array, mask: masking.MaskSpec | None = None, train: bool = False
+    ) -> jax.Array:
+        """[B, H, W, C] -> latent [B, 1 + K, D]: cls token then the visible tokens.
+
+        With `mask=None` every patch is encoded (features for probes).
+        """
+        pos = posemb.sincos_2d(self.width, self.grid, cls_token=True)  # [1 + L, D]
+        x = (self.patch_embed(images) + pos[1:]).astype(self.dtype)
+        if mask is not None:
+            x = masking.gather_tokens(x, mask.ids_keep)
+        cls = jnp.broadcast_to(self.cls_token + pos[:1], (x.shape[0], 1, self.width))
+        x = jnp.concatenate([cls.astype(x.dtype), x], axis=1)
+        return self.encoder(x, train)
+
+    def decode(self, latent: jax.Array, ids_restore: jax.Array, train: bool = False) -> jax.Array:
+        """latent [B, 1 + K, D], ids_restore [B, L] -> per-patch predictions [B, L, p*p*C]."""
+        x = self.decoder_embed(latent)
+        b, length = ids_restore.shape
+        tokens = jnp.concatenate(
+            [x[:, 1:], jnp.broadcast_to(self.mask_token, (b, length + 1 - x.shape[1], x.shape[2]))],
+            axis=1,
+        ).astype(x.dtype)
+        tokens = masking.gather_tokens(tokens, ids_restore)  # unshuffle to image order
+        x = jnp.concatenate([x[:, :1], tokens], axis=1)
+        x = (x + posemb.sincos_2d(self.decoder_width, self.grid, cls_token=True)).astype(self.dtype)
+        x = self.decoder(x, train)
+        return self.decoder_pred(x)[:, 1:]
+
+    def __call__(
+        self, images: jax.Array, noise: jax.Array | None = None, train: bool = True
+    ) -> dict[str, jax.Array]:
+        """Pretraining forward. noise [B, L] (optional) fixes the masking; else the
+        "masking" RNG stream draws it. Returns loss, pred [B, L, P], mask [B, L],
+        latent [B, 1 + K, D] and ids_restore [B, L]."""
+        if noise is None:
+            noise = jax.random.uniform(
+                self.make_rng("masking"), (images.shape[0], self.num_patches)
+            )
+        spec = masking.mask_from_noise(noise, self.mask_ratio)
+        latent = self.encode(images, spec, train)
+        pred = self.decode(latent, spec.ids_restore, train)
+        target = targets.pixel_targets(patchify(images, self.patch_size), self.norm_pix_loss)
+        loss = targets.masked_mse(pred, target, spec.mask)
+        return dict(
+            loss=loss, pred=pred, mask=spec.mask, latent=latent, ids_restore=spec.ids_restore
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MAE:
+    """The method interface the trainer and evaluators use (pure functions of params)."""
+
+    model: MaskedAutoencoder
+
+    def init(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> Params:
+        images = jnp.zeros((1, *batch["image"].shape[1:]), jnp.float32)
+        rngs = dict(zip(("params", "masking"), jax.random.split(rng)))
+        return self.model.init(rngs, images, train=False)["params"]
+
+    def forward(
+        self,
+        params: Params,
+        images: jax.Array,
+        rngs: Mapping[str, jax.Array] | None = None,
+        noise: jax.Array | None = None,
+        train: bool = False,
+    ) -> dict[str, jax.Array]:
+        """Full pretraining forward (loss, pred, mask, latent): the parity API."""
+        return self.model.apply({"params": params}, images, noise, train, rngs=rngs)
+
+    def loss(
+        self,
+        params: Params,
+        batch: Mapping[str, jax.Array],
+        rngs: Mapping[str, jax.Array],
+        train: bool = True,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        out = self.forward(params, batch["image"], rngs, batch.get("mask_noise"), train)
+        return out["loss"], {}
+
+    def features(self, params: Params, images: jax.Array, pool: str = "cls") -> jax.Array:
+        """Unmasked encoder features [B, D]: the cls token or the mean of patch tokens."""
+        x = self.model.apply({"params": params}, images, method=MaskedAutoencoder.encode)
+        if pool == "cls":
+            return x[:, 0]
+        if pool == "mean":
+            return x[:, 1:].mean(axis=1)
+        raise ValueError(f"eval.features must be 'cls' or 'mean', got {pool!r}")
+
+    def reconstruct(
+        self, params: Params, images: jax.Array, rngs: Mapping[str, jax.Array]
+    ) -> dict[str, jax.Array]:
+        """Images [B, H, W, C] (normalised space) for the reconstruction grid."""
+        out = self.forward(params, images, rngs, train=False)
+        m = self.model
+        patches = patchify(images, m.patch_size)
+        pred = targets.denormalize_predictions(out["pred"], patches, m.norm_pix_loss)
+        mask = out["mask"][..., None]  # [B, L, 1]
+        to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
+        return {
+            "original": images,
+            "masked": to_image(patches * (1 - mask)),
+            "reconstruction": to_image(pred),
+            "reconstruction + visible": to_image(pred * mask + patches * (1 - mask)),
+        }
+
+
+def from_config(config: ml_collections.ConfigDict) -> MAE:
+    """MAE from `config.model` plus the input geometry in `config.data`."""
+    m = config.model
+    size = config.data.image_size
+    return MAE(
+        MaskedAutoencoder(
+            image_size=(size, size),
+            channels=config.data.channels,
+            patch_size=m.patch_size,
+            width=m.width,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            decoder_width=m.decoder_width,
+            decoder_depth=m.decoder_depth,
+            decoder_heads=m.decoder_heads,
+            mlp_ratio=m.mlp_ratio,
+            mask_ratio=m.mask_ratio,
+            norm_pix_loss=m.norm_pix_loss,
+            dtype=jnp.dtype(config.dtype),
+        )
+    )

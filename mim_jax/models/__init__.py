@@ -1,0 +1,1 @@
+"""Pure Linen building blocks shared by all methods."""

@@ -1,0 +1,28 @@
+"""Fixed sine-cosine position embeddings, laid out exactly as MAE's `util/pos_embed.py`."""
+
+import numpy as np
+
+
+def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """[M] positions -> [M, dim]: sin(pos * w_i) then cos(pos * w_i), w_i = 10000^(-2i/dim)."""
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding needs an even dim, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+    angles = np.outer(positions.reshape(-1).astype(np.float64), omega)  # [M, dim/2]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_2d(dim: int, grid: tuple[int, int], cls_token: bool = False) -> np.ndarray:
+    """[(1+)h*w, dim] float32 table for a row-major h x w patch grid.
+
+    As in the official code, the first half of the channels encodes the column (x) index
+    and the second half the row (y) index; with `cls_token` a zero row is prepended.
+    """
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos embedding needs dim divisible by 4, got {dim}")
+    h, w = grid
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")  # [h, w] each
+    table = np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
+    if cls_token:
+        table = np.concatenate([np.zeros((1, dim)), table], axis=0)
+    return table.astype(np.float32)

@@ -1,0 +1,39 @@
+"""mim_jax: masked-modeling pretraining (MAE and its family) in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.11",
+    "ml_collections>=1.0",
+    "grain>=0.2.12",
+    "tensorflow-datasets>=4.9.9",  # used without TensorFlow (tfds.data_source)
+    "einops>=0.8",
+    "chex>=0.1.90",
+    "numpy>=1.26",
+    "pillow>=10",
+    "absl-py>=2",
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
+    "tqdm>=4.66",
+]
+
+EXTRAS = {
+    "dev": ["pytest>=8", "ruff>=0.9"],
+    "gpu": ["jax[cuda13]>=0.10"],
+    "tpu": ["jax[tpu]>=0.10"],
+}
+
+setup(
+    name="mim_jax",
+    version="0.1.0",
+    description="Masked image/video/audio modeling pretraining in JAX, one config per method.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mim_jax", "mim_jax.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)

@@ -1,0 +1,116 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ml_collections import ConfigDict
+
+from configs import common
+from configs import mae as mae_config
+from mim_jax import config_lib
+
+
+def test_parse_arg_types_values_by_their_defaults():
+    arg = common.parse_arg(
+        "variant=B/16,steps=7,fast,scale=0.5", variant="", steps=1, fast=False, scale=1.0
+    )
+    assert (arg.variant, arg.steps, arg.fast, arg.scale) == ("B/16", 7, True, 0.5)
+
+
+def test_parse_arg_unknown_key_names_the_closest():
+    with pytest.raises(ValueError, match="Did you mean 'variant'"):
+        common.parse_arg("varaint=B/16", variant="", data="")
+
+
+def test_parse_arg_bad_value():
+    with pytest.raises(ValueError, match="steps='x'.*int"):
+        common.parse_arg("steps=x", steps=1)
+
+
+def test_official_imagenet_recipe_values():
+    c = mae_config.get_config("variant=L/16")
+    m = c.model
+    assert (m.patch_size, m.width, m.depth, m.num_heads) == (16, 1024, 24, 16)
+    assert (m.decoder_width, m.decoder_depth, m.decoder_heads) == (512, 8, 16)
+    assert m.mask_ratio == 0.75 and m.norm_pix_loss
+    o = c.optim
+    assert (o.b1, o.b2, o.weight_decay, o.base_lr, o.lr_base_batch) == (
+        0.9,
+        0.95,
+        0.05,
+        1.5e-4,
+        256,
+    )
+    assert (c.batch_size, c.total_epochs, o.warmup_epochs, o.min_lr) == (4096, 800, 40, 0.0)
+    assert c.data.crop_scale == (0.2, 1.0) and c.data.flip and c.data.image_size == 224
+    assert mae_config.get_config("variant=H/14").model.patch_size == 14
+
+
+def test_unknown_variant_and_data_are_rejected():
+    with pytest.raises(ValueError, match="variant='B/32'"):
+        mae_config.get_config("variant=B/32")
+    with pytest.raises(ValueError, match="data='cifar'"):
+        mae_config.get_config("data=cifar")
+
+
+def test_synthetic_works_with_any_variant():
+    for arg in ("data=synthetic", "variant=B/16,data=synthetic"):
+        c = mae_config.get_config(arg)
+        assert c.data.name == "synthetic" and not c.eval.at_end
+
+
+def test_configs_are_locked_with_a_suggestion():
+    c = mae_config.get_config()
+    c.lock()
+    with pytest.raises(AttributeError, match='Did you mean "batch_size"'):
+        c.batch_sise = 3
+
+
+def test_steps_win_over_epochs_and_epochs_convert():
+    cfg = ConfigDict({"total_steps": None, "total_epochs": 2.5})
+    assert config_lib.get_steps(cfg, "total", 100) == 250
+    cfg.total_steps = 7
+    assert config_lib.get_steps(cfg, "total", 100) == 7
+    assert config_lib.get_steps(ConfigDict({"x_steps": None, "x_epochs": None}), "x", 10) is None
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("method", "maee", "Did you mean 'mae'"),
+        ("dtype", "float16", "config.dtype"),
+        ("batch_size", 12, "divisible by grad_accum_steps"),
+        ("data.name", "cifar", "config.data.name"),
+        ("eval.features", "max", "config.eval.features"),
+    ],
+)
+def test_validate_names_the_bad_key(key, value, message):
+    c = mae_config.get_config()
+    node, *_ = [c]
+    *path, last = key.split(".")
+    for p in path:
+        node = node[p]
+    node[last] = value
+    with pytest.raises(ValueError, match=message):
+        config_lib.validate(c, num_devices=8)
+
+
+def test_cli_typo_fails_before_jax_starts(tmp_path):
+    """A misspelt override fails at flag parsing, naming the closest valid key."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mim_jax.main",
+            "--config=configs/mae.py",
+            f"--workdir={tmp_path}",
+            "--config.optim.weigth_decay=0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
+    assert out.returncode != 0
+    assert "weigth_decay" in out.stderr and 'Did you mean "weight_decay"' in out.stderr
+    assert not (tmp_path / "config.json").exists()

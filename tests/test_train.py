@@ -1,0 +1,170 @@
+"""The trainer end to end on 8 fake CPU devices with a tiny MAE."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import mae as mae_config
+from mim_jax import methods, optim, sharding, train
+
+
+def tiny_config(root, **overrides):
+    c = mae_config.get_config()
+    c.data.root = str(root)
+    c.model.update(
+        width=32, depth=2, num_heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2
+    )
+    c.batch_size = 32
+    c.total_epochs = None
+    c.total_steps = 16
+    c.optim.base_lr = 1e-2  # lr 1.25e-3 at batch 32
+    c.optim.warmup_epochs = None
+    c.optim.warmup_steps = 2
+    c.log_every_steps = 4
+    c.ckpt.every_epochs, c.viz.every_epochs, c.eval.every_epochs = None, None, None
+    c.ckpt.every_steps = 8
+    c.viz.every_steps = 8
+    c.viz.num_images = 4
+    c.eval.baselines = False
+    c.eval.batch_size = 64
+    c.eval.max_train_examples, c.eval.max_test_examples = 256, 128
+    c.eval.linear_l2 = (1e-3,)
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+def read_metrics(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_params(workdir):
+    steps = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    return ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(max(steps)) / "state")[
+        "params"
+    ]
+
+
+def test_trains_on_8_devices_loss_falls_and_writes_outputs(fake_fmnist, tmp_path):
+    config = tiny_config(fake_fmnist, **{"eval.baselines": True})
+    summary = train.train_and_evaluate(config, tmp_path)
+    losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
+    assert losses[-1] < 0.8 * losses[0]
+    assert (tmp_path / "config.json").exists() and list((tmp_path / "tb").iterdir())
+    assert sorted(p.name for p in (tmp_path / "reconstructions").iterdir()) == [
+        "step_0000008.png",
+        "step_0000016.png",
+    ]
+    saved = json.loads((tmp_path / "eval_summary.json").read_text())
+    assert saved == summary and saved["step"] == 16
+    for key in ("knn_top1", "linear_top1"):
+        assert 0.0 <= saved[key] <= 1.0
+        assert key in saved["raw_pixels"] and key in saved["random_init"]
+    assert saved["raw_pixels"]["knn_top1"] > 0.9  # the 4 fake classes are trivially separable
+    assert (tmp_path / "checkpoints" / "16").is_dir()
+
+
+def test_resume_continues_exactly_where_it_stopped(fake_fmnist, tmp_path, monkeypatch):
+    config = tiny_config(fake_fmnist, **{"eval.at_end": False, "viz.every_steps": None})
+    straight = tmp_path / "straight"
+    train.train_and_evaluate(config, straight)
+
+    resumed = tmp_path / "resumed"
+    calls = {"n": 0}
+    real = sharding.global_batch
+
+    def crash_after_ten(*args):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*args)
+
+    monkeypatch.setattr(sharding, "global_batch", crash_after_ten)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(config, resumed)
+    monkeypatch.setattr(sharding, "global_batch", real)
+    train.train_and_evaluate(config, resumed)  # restores step 8, reruns 9..16
+
+    jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(resumed))
+    a = {m["step"]: m["loss"] for m in read_metrics(straight)}
+    b = {m["step"]: m["loss"] for m in read_metrics(resumed) if m["step"] > 8}
+    assert b[12] == a[12] and b[16] == a[16]
+
+
+def _step_once(config, mesh, batch):
+    """The parameter update of one step. eps=1 makes Adam's first step ~ lr * grad (not
+    lr * sign(grad), which would amplify float noise in near-zero gradients)."""
+    config.optim.eps = 1.0
+    method = methods.build(config)
+    tx, schedule = optim.make(config, 10, 0)
+    params = method.init(jax.random.PRNGKey(0), batch)
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": tx.init(params),
+        "rng": jax.random.PRNGKey(1),
+    }
+    shardings = sharding.tree_shardings(mesh, state, min_size=1)
+    state = jax.device_put(state, shardings)
+    step = jax.jit(
+        train.make_train_step(method, tx, schedule, config, mesh),
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, sharding.replicated(mesh)),
+    )
+    old = jax.device_get(state["params"])
+    new_state, metrics = step(state, sharding.global_batch(batch, mesh))
+    # differences of float32 params: compare with atol ~ one ulp of a param (~1e-8)
+    update = jax.tree.map(np.subtract, jax.device_get(new_state["params"]), old)
+    return update, jax.device_get(metrics)
+
+
+def _batch(n=16, with_noise=False):
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8),
+        "label": np.zeros(n, np.int32),
+    }
+    if with_noise:
+        batch["mask_noise"] = rng.uniform(size=(n, 49)).astype(np.float32)
+    return batch
+
+
+def test_sharded_step_equals_single_device_step(fake_fmnist):
+    config = tiny_config(fake_fmnist)
+    one = sharding.make_mesh(config.mesh, devices=jax.devices()[:1])
+    config.mesh.data, config.mesh.fsdp = 4, 2
+    eight = sharding.make_mesh(config.mesh)
+    p1, m1 = _step_once(config, one, _batch())
+    p8, m8 = _step_once(config, eight, _batch())
+    np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-8), p1, p8)
+
+
+def test_gradient_accumulation_matches_one_big_batch(fake_fmnist):
+    config = tiny_config(fake_fmnist)
+    mesh = sharding.make_mesh(config.mesh)
+    batch = _batch(16, with_noise=True)  # same masks either way
+    p1, m1 = _step_once(config, mesh, batch)
+    config.grad_accum_steps = 2
+    p2, m2 = _step_once(config, mesh, batch)
+    np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-8), p1, p2)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_a_close_loss(fake_fmnist):
+    config = tiny_config(fake_fmnist)
+    mesh = sharding.make_mesh(config.mesh)
+    batch = _batch(16, with_noise=True)
+    _, m32 = _step_once(config, mesh, batch)
+    config.dtype = "bfloat16"
+    u16, m16 = _step_once(config, mesh, batch)
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(u16))
+    np.testing.assert_allclose(m16["loss"], m32["loss"], rtol=2e-2)
