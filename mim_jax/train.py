@@ -186,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             config,
             lambda params, images: method.features(params, images, config.eval.features),
             mesh,
-            train_source=sources.build(d, d.train_split, config.seed),
+            train_source=train_source,
             eval_source=eval_source,
         )
         if config.eval.baselines and "raw_pixels" not in summary:
@@ -197,6 +197,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 summary["raw_pixels"],
                 summary["random_init"],
             )
+            _write_json(summary_path, summary)
 
     def run_eval(step: int, params) -> None:
         scores = evaluator.evaluate(params)

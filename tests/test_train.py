@@ -16,7 +16,13 @@ def tiny_config(root, **overrides):
     c = mae_config.get_config()
     c.data.root = str(root)
     c.model.update(
-        width=32, depth=2, num_heads=2, decoder_width=16, decoder_depth=1, decoder_heads=2
+        patch_size=4,
+        width=32,
+        depth=2,
+        num_heads=2,
+        decoder_width=16,
+        decoder_depth=1,
+        decoder_heads=2,
     )
     c.batch_size = 32
     c.total_epochs = None
@@ -133,7 +139,7 @@ def _batch(n=16, with_noise=False):
         "label": np.zeros(n, np.int32),
     }
     if with_noise:
-        batch["mask_noise"] = rng.uniform(size=(n, 49)).astype(np.float32)
+        batch["mask_noise"] = rng.uniform(size=(n, 49)).astype(np.float32)  # 7x7 patches of 4px
     return batch
 
 

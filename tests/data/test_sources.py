@@ -103,3 +103,31 @@ def test_real_fashion_mnist_from_the_debian_package():
     train, test = sources.fashion_mnist("train"), sources.fashion_mnist("test")
     assert (len(train), len(test)) == (60000, 10000)
     assert np.bincount(train.labels).tolist() == [6000] * 10
+
+
+def test_tfds_source_reads_image_and_label_without_tensorflow():
+    import tensorflow_datasets as tfds
+
+    from mim_jax.data import pipeline
+
+    data = ConfigDict(
+        dict(
+            name="tfds",
+            tfds_name="imagenet2012",
+            tfds_data_dir=None,
+            image_size=32,
+            channels=3,
+            crop_scale=(0.2, 1.0),
+            crop_ratio=(0.75, 1.333),
+            flip=True,
+            read_threads=1,
+            num_workers=0,
+        )
+    )
+    with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+        source = sources.build(data, "train", seed=0)
+        item = source[0]
+        assert set(item) == {"image", "label"} and item["image"].dtype == np.uint8
+        assert item["image"].ndim == 3
+        batch = next(iter(pipeline.train_dataset(source, data, 4, seed=0)))
+    assert batch["image"].shape == (4, 32, 32, 3)
