@@ -16,7 +16,9 @@ class Checkpointer:
     """
 
     def __init__(self, workdir: str | Path, keep: int):
-        self.directory = epath.Path(workdir) / "checkpoints"
+        directory = epath.Path(workdir) / "checkpoints"
+        # Orbax needs absolute paths; a relative local workdir is taken from the cwd.
+        self.directory = directory if "://" in str(directory) else directory.absolute()
         self.manager = ocp.CheckpointManager(
             self.directory,
             item_names=("state", "data"),

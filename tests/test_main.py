@@ -1,6 +1,7 @@
 """The command line, as users run it."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,16 +22,18 @@ def run_main(*args, timeout=600):
 
 
 def test_synthetic_run_end_to_end(tmp_path):
+    relative = os.path.relpath(tmp_path, ROOT)  # a relative workdir, as in the README
     out = run_main(
         "--config=configs/mae.py:data=synthetic",
-        f"--workdir={tmp_path}",
+        f"--workdir={relative}",
         "--config.total_steps=3",
         "--config.log_every_steps=1",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
-    assert (tmp_path / "checkpoints" / "3").is_dir()
+    assert (tmp_path / "checkpoints" / "3" / "state").is_dir()
+    assert "Traceback" not in out.stderr
     assert "step 3/3" in out.stderr  # progress lines when not attached to a terminal
     assert "CheckpointManager created" not in out.stderr  # library INFO chatter is filtered
 
