@@ -219,7 +219,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     def save_viz(step: int, params) -> None:
         views = jax.device_get(viz_fn(params, viz_batch["image"]))
-        views = {k: pipeline.denormalize(v, d.mean, d.std) for k, v in views.items()}
+        order = getattr(method, "reconstruction_views", sorted(views))
+        views = {k: pipeline.denormalize(views[k], d.mean, d.std) for k in order}
         if jax.process_index() == 0:
             reconstruction.save_grid(views, workdir / "reconstructions" / f"step_{step:07d}.png")
 

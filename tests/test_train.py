@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 from configs import mae as mae_config
 from mim_jax import methods, optim, sharding, train
+from mim_jax.data import sources
 
 
 def tiny_config(root, **overrides):
@@ -69,6 +71,12 @@ def test_trains_on_8_devices_loss_falls_and_writes_outputs(fake_fmnist, tmp_path
         "step_0000008.png",
         "step_0000016.png",
     ]
+    # first grid column = the original test images, un-normalised back to uint8
+    grid = np.asarray(Image.open(tmp_path / "reconstructions" / "step_0000016.png"))
+    tile = grid[16 : 16 + 112 : 4, 2 : 2 + 112 : 4, 0]  # 28 px upscaled x4, under a 14 px header
+    np.testing.assert_array_equal(
+        tile, sources.fashion_mnist("test", str(fake_fmnist))[0]["image"][..., 0]
+    )
     saved = json.loads((tmp_path / "eval_summary.json").read_text())
     assert saved == summary and saved["step"] == 16
     for key in ("knn_top1", "linear_top1"):

@@ -121,6 +121,8 @@ class MAE:
     """The method interface the trainer and evaluators use (pure functions of params)."""
 
     model: MaskedAutoencoder
+    # Column order of the reconstruction grid (jit returns dicts with sorted keys).
+    reconstruction_views = ("original", "masked", "reconstruction", "recon + visible")
 
     def init(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> Params:
         images = jnp.zeros((1, *batch["image"].shape[1:]), jnp.float32)
@@ -171,7 +173,7 @@ class MAE:
             "original": images,
             "masked": to_image(patches * (1 - mask)),
             "reconstruction": to_image(pred),
-            "reconstruction + visible": to_image(pred * mask + patches * (1 - mask)),
+            "recon + visible": to_image(pred * mask + patches * (1 - mask)),
         }
 
 
