@@ -78,7 +78,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)
     c.total_steps = config_dict.placeholder(int)
     c.total_epochs = config_dict.placeholder(float)
-    c.dtype = "float32"  # compute dtype; "bfloat16" keeps fp32 params, optimizer and loss
+    c.dtype = (
+        "auto"  # compute dtype: "auto" = bfloat16 on GPU/TPU, float32 on CPU; params stay fp32
+    )
 
     c.optim = ml_collections.ConfigDict()
     c.optim.base_lr = 1.5e-4  # lr = base_lr * batch_size / lr_base_batch

@@ -1,10 +1,10 @@
 """Reading durations from configs and checking a config before anything compiles."""
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
-from mim_jax import methods
-
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16")
 DATA_SOURCES = ("fashion_mnist", "synthetic", "tfds")
 POOLS = ("cls", "mean")
 
@@ -28,6 +28,16 @@ def get_steps(
     return None
 
 
+def compute_dtype(name: str) -> jnp.dtype:
+    """The compute dtype for `config.dtype`; "auto" is bfloat16 on GPU/TPU, float32 on CPU.
+
+    Params, optimizer state and the loss stay float32 either way (mixed precision).
+    """
+    if name == "auto":
+        return jnp.dtype(jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
+    return jnp.dtype(name)
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
@@ -35,6 +45,8 @@ def _check(ok: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     """Value checks the config lock cannot do; raises ValueError naming the key."""
+    from mim_jax import methods  # methods import this module (compute_dtype)
+
     methods.check_name(config.method)
     _check(config.dtype in DTYPES, f"config.dtype={config.dtype!r}; valid: {DTYPES}")
     d = config.data

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,14 @@ class MetricWriter:
             self._jsonl.close()
 
 
+def _terminal_columns() -> int:
+    """Width of the terminal on stderr; 0 when stderr is not a (sized) terminal."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns if sys.stderr.isatty() else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
 
@@ -61,7 +70,7 @@ class Progress:
         self._excluded = 0.0  # seconds spent on evals/checkpoints since the last report
         self.enabled = enabled and jax.process_index() == 0
         self._bar = None
-        if self.enabled and sys.stderr.isatty():
+        if self.enabled and _terminal_columns() > 0:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)

@@ -225,9 +225,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             reconstruction.save_grid(views, workdir / "reconstructions" / f"step_{step:07d}.png")
 
     # -- The loop
+    logging.info("Training from step %d to %d.", start_step, total_steps)
     progress = Progress(total_steps, start_step, config.batch_size)
     acc, acc_n = None, 0  # metrics summed on device over the logging interval
-    logging.info("Training from step %d to %d.", start_step, total_steps)
     try:
         for step in range(start_step + 1, total_steps + 1):
             batch = sharding.global_batch(next(data_iter), mesh)

@@ -114,3 +114,10 @@ def test_cli_typo_fails_before_jax_starts(tmp_path):
     assert out.returncode != 0
     assert "weigth_decay" in out.stderr and 'Did you mean "weight_decay"' in out.stderr
     assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize(("backend", "expected"), [("cpu", "float32"), ("gpu", "bfloat16")])
+def test_auto_dtype_is_bf16_on_accelerators(monkeypatch, backend, expected):
+    monkeypatch.setattr(config_lib.jax, "default_backend", lambda: backend)
+    assert config_lib.compute_dtype("auto") == expected
+    assert config_lib.compute_dtype("float32") == "float32"  # an explicit dtype is kept

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mim_jax import masking, targets
+from mim_jax import config_lib, masking, targets
 from mim_jax.models import posemb
 from mim_jax.models.patch import PatchEmbed, patchify, unpatchify
 from mim_jax.models.vit import Encoder, dense_init, token_init
@@ -195,6 +195,6 @@ def from_config(config: ml_collections.ConfigDict) -> MAE:
             mlp_ratio=m.mlp_ratio,
             mask_ratio=m.mask_ratio,
             norm_pix_loss=m.norm_pix_loss,
-            dtype=jnp.dtype(config.dtype),
+            dtype=config_lib.compute_dtype(config.dtype),
         )
     )
