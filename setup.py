@@ -17,10 +17,12 @@ INSTALL_REQUIRES = [
     "absl-py>=2",
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "tqdm>=4.66",
+    "safetensors>=0.4",  # weight export (numpy API, no torch)
+    "gcsfs>=2024.2",  # gs:// paths for etils/Orbax without TensorFlow
 ]
 
 EXTRAS = {
-    "dev": ["pytest>=8", "ruff>=0.9"],
+    "dev": ["pytest>=8", "ruff>=0.9", "gcp-storage-emulator>=2024.8"],  # local GCS for tests
     "gpu": ["jax[cuda13]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],
 }

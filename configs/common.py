@@ -78,9 +78,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)
     c.total_steps = config_dict.placeholder(int)
     c.total_epochs = config_dict.placeholder(float)
-    c.dtype = (
-        "auto"  # compute dtype: "auto" = bfloat16 on GPU/TPU, float32 on CPU; params stay fp32
-    )
+    # Compute dtype: "auto" = bfloat16 on GPU/TPU, float32 on CPU; params stay float32.
+    c.dtype = "auto"
 
     c.optim = ml_collections.ConfigDict()
     c.optim.base_lr = 1.5e-4  # lr = base_lr * batch_size / lr_base_batch
@@ -102,10 +101,36 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     c.log_every_steps = 50
 
+    # Checkpoints (Orbax, async): saved every N steps/epochs and/or minutes, at the end and
+    # on SIGTERM; the last `keep` are kept, plus every `keep_every_*`-th step.
     c.ckpt = ml_collections.ConfigDict()
     c.ckpt.every_steps = config_dict.placeholder(int)
     c.ckpt.every_epochs = config_dict.placeholder(float)
+    c.ckpt.every_minutes = config_dict.placeholder(float)
     c.ckpt.keep = 2
+    c.ckpt.keep_every_steps = config_dict.placeholder(int)
+    c.ckpt.keep_every_epochs = config_dict.placeholder(float)
+
+    # Where a run starts, in this order: the workdir's own latest checkpoint, else `resume`
+    # (another run's workdir or checkpoints dir/URI: full state), else `init_from` (weights
+    # only, matched by name and shape: a workdir, step dir or export), else scratch.
+    c.resume = ""
+    c.init_from = ""
+    # A workdir holding a checkpoint of a different config refuses to resume unless True.
+    c.allow_config_change = False
+
+    # Numerics guard: a step with a non-finite loss or gradient is skipped (counted);
+    # `max_skips` consecutive skips stop the run ("stop") or restore the last good
+    # checkpoint and continue with a fresh data order ("rollback", at most `max_rollbacks`).
+    c.guard = ml_collections.ConfigDict()
+    c.guard.max_skips = 10
+    c.guard.on_max_skips = "stop"
+    c.guard.max_rollbacks = 3
+    # A loss above spike_factor x its running mean (EMA, after spike_warmup_steps good
+    # steps) is logged as a spike; 0 disables.
+    c.guard.spike_factor = 3.0
+    c.guard.spike_ema_decay = 0.99
+    c.guard.spike_warmup_steps = 100
 
     # Reconstruction PNGs of fixed eval images (original | masked | recon | recon + visible).
     c.viz = ml_collections.ConfigDict()

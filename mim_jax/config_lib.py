@@ -1,5 +1,7 @@
 """Reading durations from configs and checking a config before anything compiles."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,6 +9,22 @@ import ml_collections
 DTYPES = ("auto", "float32", "bfloat16")
 DATA_SOURCES = ("fashion_mnist", "synthetic", "tfds")
 POOLS = ("cls", "mean")
+ON_MAX_SKIPS = ("stop", "rollback")
+# Keys a resumed run may change without changing what it computes.
+RESUMABLE_CHANGES = (
+    "allow_config_change",
+    "resume",
+    "init_from",
+    "log_every_steps",
+    "ckpt.",
+    "eval.",
+    "viz.",
+    "mesh.",
+    "data.root",
+    "data.tfds_data_dir",
+    "data.num_workers",
+    "data.read_threads",
+)
 
 
 def get_steps(
@@ -76,3 +94,40 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         config.optim.grad_clip is None or config.optim.grad_clip > 0,
         "config.optim.grad_clip must be > 0 (or None to disable)",
     )
+    g = config.guard
+    _check(
+        g.on_max_skips in ON_MAX_SKIPS,
+        f"config.guard.on_max_skips={g.on_max_skips!r}; valid: {ON_MAX_SKIPS}",
+    )
+    _check(g.max_skips >= 1, f"config.guard.max_skips must be >= 1, got {g.max_skips}")
+    _check(g.spike_warmup_steps >= 1, "config.guard.spike_warmup_steps must be >= 1")
+    _check(0 < g.spike_ema_decay < 1, "config.guard.spike_ema_decay must be in (0, 1)")
+    _check(config.ckpt.keep >= 1, f"config.ckpt.keep must be >= 1, got {config.ckpt.keep}")
+    _check(
+        config.ckpt.every_minutes is None or config.ckpt.every_minutes > 0,
+        "config.ckpt.every_minutes must be > 0 (or None)",
+    )
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(old: dict, new: ml_collections.ConfigDict) -> list[str]:
+    """Keys whose values differ between a saved config.json (`old`) and `new`, except those
+    a resumed run may change (RESUMABLE_CHANGES); as "key: old -> new" lines."""
+    a = _flatten(old)
+    b = _flatten(json.loads(new.to_json_best_effort()))  # tuples -> lists, as in the file
+    changed = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key) and not any(
+            key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES
+        ):
+            changed.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+    return changed

@@ -12,15 +12,17 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mim_jax import checkpoint, config_lib, methods, optim, sharding
+from mim_jax import checkpoint, config_lib, guard, methods, optim, preemption, sharding
 from mim_jax.data import pipeline, sources
 from mim_jax.evaluators import reconstruction, representation
 from mim_jax.metrics import MetricWriter, Progress
 
-State = dict  # {"step": int32 [], "params": tree, "opt_state": tree, "rng": uint32 [2]}
+# {"step": int32 [], "params": tree, "opt_state": tree, "rng": uint32 [2], "guard": guard.Guard}
+State = dict
 
 
 # ----------------------------------------------------------------------------- the step
@@ -28,8 +30,9 @@ def make_train_step(
     method, tx: optax.GradientTransformation, schedule, config: ml_collections.ConfigDict, mesh
 ) -> Callable[[State, dict], tuple[State, dict]]:
     """One optimizer update from one global batch (split into `grad_accum_steps`
-    micro-batches whose gradients are averaged). Keys: fold_in(rng, step [, micro])."""
-    d, accum = config.data, config.grad_accum_steps
+    micro-batches whose gradients are averaged). Keys: fold_in(rng, step [, micro]).
+    A non-finite loss or gradient leaves params and optimizer state as they were."""
+    d, accum, g = config.data, config.grad_accum_steps, config.guard
 
     def loss_and_grads(params, batch, key):
         rngs = {"masking": jax.random.fold_in(key, 0), "dropout": jax.random.fold_in(key, 1)}
@@ -63,16 +66,44 @@ def make_train_step(
             sums, _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
             grads, metrics = jax.tree.map(lambda x: x / accum, sums)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
+        grad_norm = optax.global_norm(grads)
+        ok = guard.is_finite(metrics["loss"], grad_norm)
+        guard_state = guard.update(
+            state["guard"],
+            ok,
+            metrics["loss"],
+            g.spike_ema_decay,
+            g.spike_factor,
+            g.spike_warmup_steps,
+        )
         new_state = {
             "step": state["step"] + 1,
-            "params": optax.apply_updates(params, updates),
-            "opt_state": opt_state,
+            "params": guard.select(ok, optax.apply_updates(params, updates), params),
+            "opt_state": guard.select(ok, opt_state, state["opt_state"]),
             "rng": state["rng"],
+            "guard": guard_state,
         }
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads), "lr": schedule(state["step"])}
+        metrics = {
+            **metrics,
+            "grad_norm": grad_norm,
+            "lr": schedule(state["step"]),
+            **guard.metrics(guard_state),
+        }
         return new_state, metrics
 
     return train_step
+
+
+def initial_state(method, tx: optax.GradientTransformation, seed_key: jax.Array, example) -> State:
+    """Step 0: fresh params (key fold 0), their optimizer state, the run's rng (fold 1)."""
+    params = method.init(jax.random.fold_in(seed_key, 0), example)
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": tx.init(params),
+        "rng": jax.random.fold_in(seed_key, 1),
+        "guard": guard.init(),
+    }
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -93,19 +124,57 @@ def _abstract_with_shardings(abstract, shardings):
     )
 
 
+def data_seed(seed: int, rollbacks: int) -> int:
+    """The data-order seed: `seed`, and a fresh one after each numerics rollback."""
+    if rollbacks == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rollbacks]).generate_state(1)[0] >> 1)
+
+
+def check_config_change(
+    config: ml_collections.ConfigDict, saved: Path | epath.Path, where: str
+) -> None:
+    """Refuses to continue a run whose saved config.json differs from `config` in a key
+    that changes what is computed (unless config.allow_config_change)."""
+    if not saved.exists():
+        return
+    changes = config_lib.config_changes(json.loads(saved.read_text()), config)
+    if not changes:
+        return
+    listing = "\n  ".join(changes)
+    if not config.allow_config_change:
+        raise ValueError(
+            f"{where} holds a run with a different config ({saved}):\n  {listing}\n"
+            "Use another workdir, or pass --config.allow_config_change=True to continue anyway."
+        )
+    logging.warning("Continuing %s with a changed config:\n  %s", where, listing)
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Writes config.json; an existing, different one is kept as config.<time>.json."""
+    if jax.process_index() != 0:
+        return
+    path, text = workdir / "config.json", config.to_json_best_effort(indent=2)
+    if path.exists() and path.read_text() != text:
+        path.replace(workdir / f"config.{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.write_text(text)
+
+
+class NonFiniteError(FloatingPointError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
 # -------------------------------------------------------------------------------- train
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-    """Trains `config.method` on `config.data`, resuming from `<workdir>/checkpoints`.
+    """Trains `config.method` on `config.data` in `workdir`, resuming where it stopped.
 
-    Returns the final evaluation summary (also written to `<workdir>/eval_summary.json`).
+    Returns the final evaluation summary (also written to `<workdir>/eval_summary.json`);
+    `summary["preempted"]` is True when SIGTERM ended the run early (after a checkpoint).
     """
     # -- Setup: everything that can fail on a bad config fails here, before compiling.
-    workdir = Path(workdir)
+    workdir = Path(workdir).absolute()
     config_lib.validate(config, jax.device_count())
     mesh = sharding.make_mesh(config.mesh)
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     # -- Data
     d = config.data
@@ -119,10 +188,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     steps = lambda cfg, name, where: config_lib.get_steps(cfg, name, steps_per_epoch, where)
     total_steps = steps(config, "total", "config")
     warmup_steps = steps(config.optim, "warmup", "config.optim") or 0
-    ckpt_every = steps(config.ckpt, "every", "config.ckpt")
     viz_every = steps(config.viz, "every", "config.viz")
     eval_every = steps(config.eval, "every", "config.eval")
-    data_iter = iter(pipeline.train_dataset(train_source, d, config.batch_size, config.seed))
+
+    def make_data_iter(meta: dict):
+        seed = data_seed(config.seed, meta.get("rollbacks", 0))
+        return iter(pipeline.train_dataset(train_source, d, config.batch_size, seed))
+
+    # -- Checkpoints: a workdir holding another config's run stops here.
+    ckpt = checkpoint.Checkpointer(
+        workdir / "checkpoints",
+        keep=config.ckpt.keep,
+        keep_every=steps(config.ckpt, "keep_every", "config.ckpt"),
+        every_steps=steps(config.ckpt, "every", "config.ckpt"),
+        every_minutes=config.ckpt.every_minutes,
+    )
+    if ckpt.latest_step() is not None:
+        check_config_change(config, workdir / "config.json", f"workdir {workdir}")
+    _write_config(config, workdir)
 
     # -- Method, optimizer and the sharded state
     method = methods.build(config)
@@ -133,18 +216,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         )
     }
 
-    def init(seed_key) -> State:
-        params = method.init(jax.random.fold_in(seed_key, 0), example)
-        return {
-            "step": jnp.zeros((), jnp.int32),
-            "params": params,
-            "opt_state": tx.init(params),
-            "rng": jax.random.fold_in(seed_key, 1),
-        }
-
+    init = lambda seed_key: initial_state(method, tx, seed_key, example)
     seed_key = jax.random.PRNGKey(config.seed)
     abstract = jax.eval_shape(init, seed_key)
     state_sh = sharding.tree_shardings(mesh, abstract, config.mesh.fsdp_min_size)
+    abstract_sh = _abstract_with_shardings(abstract, state_sh)
     init_fn = jax.jit(init, out_shardings=state_sh)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract["params"]))
     logging.info(
@@ -159,10 +235,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         dict(mesh.shape),
     )
 
-    ckpt = checkpoint.Checkpointer(workdir, config.ckpt.keep)
-    state = ckpt.restore(_abstract_with_shardings(abstract, state_sh), data_iter)
-    if state is None:
-        state = init_fn(seed_key)
+    # -- Where to start: own checkpoint > config.resume > config.init_from > scratch
+    restored = ckpt.restore(abstract_sh, make_data_iter)
+    if restored is None and config.resume:
+        other = checkpoint.Checkpointer(checkpoint.checkpoints_dir(config.resume), read_only=True)
+        check_config_change(config, other.directory.parent / "config.json", "config.resume")
+        restored = other.restore(abstract_sh, make_data_iter)
+        if restored is None:
+            raise FileNotFoundError(f"config.resume={config.resume!r}: no checkpoint there")
+        logging.info("Resumed from config.resume=%s (step %d)", config.resume, restored[0])
+    if restored is None:
+        state, meta = init_fn(seed_key), {"rollbacks": 0}
+        if config.init_from:
+            state["params"], report = checkpoint.restore_params(config.init_from, state["params"])
+            _write_json(workdir / "init_report.json", {"init_from": config.init_from, **report})
+            logging.info(
+                "init_from %s: %d params loaded, %d re-initialized %s, %d skipped %s",
+                config.init_from,
+                len(report["loaded"]),
+                len(report["reinitialized"]),
+                report["reinitialized"],
+                len(report["skipped"]),
+                report["skipped"],
+            )
+        data_iter = make_data_iter(meta)
+    else:
+        _, state, data_iter, meta = restored
     start_step = int(state["step"])
 
     repl = sharding.replicated(mesh)
@@ -224,22 +322,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if jax.process_index() == 0:
             reconstruction.save_grid(views, workdir / "reconstructions" / f"step_{step:07d}.png")
 
+    def last_good_checkpoint(streak_start: int) -> int | None:
+        ckpt.wait()
+        good = [s for s in ckpt.all_steps() if s <= streak_start]
+        return max(good) if good else None
+
     # -- The loop
     logging.info("Training from step %d to %d.", start_step, total_steps)
     progress = Progress(total_steps, start_step, config.batch_size)
+    watcher = preemption.Watcher()
     acc, acc_n = None, 0  # metrics summed on device over the logging interval
+    logged = {k: int(v) for k, v in guard.metrics(state["guard"]).items()}  # at the last log
+    prev = None  # (step, metrics) of the previous step: checked one step late, no stall
+    preempted, step = False, start_step
     try:
-        for step in range(start_step + 1, total_steps + 1):
+        while step < total_steps:
+            step += 1
             batch = sharding.global_batch(next(data_iter), mesh)
             state, metrics = train_step(state, batch)
-            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+            means = {k: v for k, v in metrics.items() if k not in guard.TOTALS}
+            acc = means if acc is None else jax.tree.map(jnp.add, acc, means)
             acc_n += 1
             progress.update(step)
+            checked = prev if step < total_steps else (step, metrics)
+            prev = (step, metrics)
+            if checked is not None and int(checked[1]["skip_run"]) >= config.guard.max_skips:
+                bad_step, run = checked[0], int(checked[1]["skip_run"])
+                good = last_good_checkpoint(bad_step - run)
+                where = f"step {good} in {ckpt.directory}" if good is not None else "none"
+                if (
+                    config.guard.on_max_skips == "stop"
+                    or good is None
+                    or meta["rollbacks"] >= config.guard.max_rollbacks
+                ):
+                    raise NonFiniteError(
+                        f"{run} consecutive steps (to step {bad_step}) had a non-finite loss or "
+                        f"gradient (config.guard.max_skips={config.guard.max_skips}); "
+                        f"last good checkpoint: {where}. Lower the lr, enable "
+                        "config.optim.grad_clip, or set config.guard.on_max_skips='rollback'."
+                    )
+                meta = {"rollbacks": meta["rollbacks"] + 1}
+                logging.warning(
+                    "%d consecutive non-finite steps to step %d: rolling back to %s with a "
+                    "fresh data order (rollback %d of %d).",
+                    run,
+                    bad_step,
+                    where,
+                    meta["rollbacks"],
+                    config.guard.max_rollbacks,
+                )
+                ckpt.delete_after(good)
+                _, state, _, _ = ckpt.restore(abstract_sh, make_data_iter)
+                data_iter = make_data_iter(meta)
+                step, acc, acc_n, prev = good, None, 0, None
+                logged = {k: int(v) for k, v in guard.metrics(state["guard"]).items()}
+                progress.close()
+                progress = Progress(total_steps, step, config.batch_size)
+                continue
             if step == 1 or _every(step, config.log_every_steps) or step == total_steps:
                 host = {k: float(v) / acc_n for k, v in jax.device_get(acc).items()}
-                host.update(lr=float(metrics["lr"]), epoch=step / steps_per_epoch)
+                totals = {k: int(metrics[k]) for k in guard.TOTALS}
+                host.update(totals, lr=float(metrics["lr"]), epoch=step / steps_per_epoch)
                 writer.write(step, progress.report(step, host))
-                acc, acc_n = None, 0
+                _warn_guard(logged, totals, step - acc_n + 1, step, config.guard.spike_factor)
+                logged, acc, acc_n = totals, None, 0
             tic = time.perf_counter()
             if viz_fn is not None and (_every(step, viz_every) or step == total_steps):
                 save_viz(step, state["params"])
@@ -247,14 +393,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 _every(step, eval_every) or (step == total_steps and config.eval.at_end)
             ):
                 run_eval(step, state["params"])
-            if _every(step, ckpt_every) or step == total_steps:
-                ckpt.save(step, state, data_iter)
+            preempted = watcher.notified or ckpt.reached_preemption(step)
+            ckpt.save(step, state, data_iter, meta, force=preempted or step == total_steps)
             progress.exclude(time.perf_counter() - tic)
+            if preempted:
+                logging.warning("Preempted: checkpoint saved at step %d; exiting.", step)
+                break
     finally:  # pending async checkpoint writes complete even when training is interrupted
+        watcher.close()
         progress.close()
         ckpt.wait()
         ckpt.close()
         writer.close()
+    if preempted:
+        return {**summary, "preempted": True, "preempted_at": step}
     if "knn_top1" in summary:
         logging.info(
             "Final (step %s, %s features): kNN top-1 %.4f, linear probe top-1 %.4f",
@@ -264,3 +416,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             summary["linear_top1"],
         )
     return summary
+
+
+def _warn_guard(before: dict, now: dict, first: int, last: int, spike_factor: float) -> None:
+    """Logs the non-finite steps skipped and loss spikes seen in steps first..last."""
+    skipped = now["skipped_total"] - before["skipped_total"]
+    if skipped:
+        logging.warning(
+            "Skipped %d step(s) with a non-finite loss or gradient in steps %d-%d (%d in total).",
+            skipped,
+            first,
+            last,
+            now["skipped_total"],
+        )
+    spikes = now["spikes_total"] - before["spikes_total"]
+    if spikes:
+        logging.warning(
+            "%d loss spike(s) (> %.1fx the running mean) in steps %d-%d (%d in total).",
+            spikes,
+            spike_factor,
+            first,
+            last,
+            now["spikes_total"],
+        )

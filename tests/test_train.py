@@ -3,7 +3,6 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -119,13 +118,7 @@ def _step_once(config, mesh, batch):
     config.optim.eps = 1.0
     method = methods.build(config)
     tx, schedule = optim.make(config, 10, 0)
-    params = method.init(jax.random.PRNGKey(0), batch)
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": params,
-        "opt_state": tx.init(params),
-        "rng": jax.random.PRNGKey(1),
-    }
+    state = train.initial_state(method, tx, jax.random.PRNGKey(0), batch)
     shardings = sharding.tree_shardings(mesh, state, min_size=1)
     state = jax.device_put(state, shardings)
     step = jax.jit(

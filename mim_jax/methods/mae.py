@@ -123,6 +123,8 @@ class MAE:
     model: MaskedAutoencoder
     # Column order of the reconstruction grid (jit returns dicts with sorted keys).
     reconstruction_views = ("original", "masked", "reconstruction", "recon + visible")
+    # Top-level params of the encoder (what `--mode=export` writes; the rest is decoder).
+    encoder_keys = ("patch_embed", "cls_token", "encoder")
 
     def init(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> Params:
         images = jnp.zeros((1, *batch["image"].shape[1:]), jnp.float32)
