@@ -6,7 +6,6 @@ when to save (every N steps / minutes, on preemption) and which steps to keep.
 """
 
 import datetime
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -142,7 +141,10 @@ class Checkpointer:
         return None
 
     def _set_aside(self, steps: list[int]) -> None:
-        """Moves unreadable steps out of the manager's way (kept for inspection)."""
+        """Moves unreadable steps out of the manager's way (kept for inspection); a
+        read-only manager (another run's checkpoints) only skips them."""
+        if self._options.read_only:
+            return
         if jax.process_index() == 0:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             aside = self.directory.parent / "corrupt_checkpoints"
@@ -240,11 +242,3 @@ def _restore_on_host(directory: epath.Path, select: Callable[[dict], dict]) -> d
         directory,
         args=ocp.args.PyTreeRestore(item=subtree, restore_args=restore_args, partial_restore=True),
     )
-
-
-def write_json(path: epath.PathLike, obj) -> None:
-    """Writes JSON via a temporary file and a rename (local paths and URIs)."""
-    path = epath.Path(path)
-    tmp = path.parent / (path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.rename(path)

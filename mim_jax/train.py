@@ -261,6 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         data_iter = make_data_iter(meta)
     else:
         _, state, data_iter, meta = restored
+        meta = {"rollbacks": 0, **meta}
     start_step = int(state["step"])
 
     repl = sharding.replicated(mesh)

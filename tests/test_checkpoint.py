@@ -202,3 +202,24 @@ def test_restore_params_reports_loaded_reinitialized_and_skipped(tmp_path):
         "reinitialized": ["b", "c (shape (3,) != (2,))"],
         "skipped": ["extra"],
     }
+
+
+@pytest.mark.slow
+def test_restore_onto_a_larger_mesh_gives_the_same_next_loss(tmp_path):
+    """The reverse: written on 1 device, continued on 8 (FSDP) and on 1."""
+    one = tmp_path / "one"
+    out = runs.run(one, "--config.total_steps=8", *MESH_FLAGS, devices=1)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name, devices in (("ref", 1), ("eight", 8)):
+        shutil.copytree(one, tmp_path / name)
+        flags = ("--config.total_steps=9", f"--config.mesh.fsdp={devices}", *MESH_FLAGS)
+        out = runs.run(tmp_path / name, *flags, devices=devices)
+        assert out.returncode == 0, out.stderr[-3000:]
+    np.testing.assert_allclose(
+        runs.losses(tmp_path / "eight")[9], runs.losses(tmp_path / "ref")[9], rtol=1e-5
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        runs.saved_params(tmp_path / "eight", 9),
+        runs.saved_params(tmp_path / "ref", 9),
+    )

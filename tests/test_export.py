@@ -105,7 +105,10 @@ def gcs(monkeypatch):
 
 def test_export_to_gcs_and_load_back(trained, gcs):
     out = runs.run_main(
-        "--mode=export", f"--workdir={trained}", "--export_to=gs://mimjax/exports/mae", env=gcs
+        "--mode=export",
+        f"--workdir={trained}",
+        "--export_to=gs://mimjax/exports/mae",
+        extra_env=gcs,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     params, config = export.load("gs://mimjax/exports/mae")
