@@ -51,13 +51,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.model = ml_collections.ConfigDict()  # method-specific, filled in by each method config
 
-    # Data. `name`: fashion_mnist (embedded default), synthetic (random images, no I/O) or
-    # tfds (any TFDS image dataset through tfds.data_source).
+    # Data. `name`: fashion_mnist (embedded default), synthetic (random images, no I/O),
+    # tfds (any TFDS image dataset through tfds.data_source), folder (root/<split>/<class>/
+    # <image>) or array_record (shards from `python -m mim_jax.data.convert`).
     c.data = ml_collections.ConfigDict()
     c.data.name = "fashion_mnist"
-    c.data.root = config_dict.placeholder(str)  # Fashion-MNIST IDX dir; default: Debian's
+    c.data.root = config_dict.placeholder(str)  # dataset dir (Fashion-MNIST: Debian's default)
     c.data.tfds_name = config_dict.placeholder(str)  # e.g. "imagenet2012"
     c.data.tfds_data_dir = config_dict.placeholder(str)
+    # folder: where the file index is cached (default ~/.cache/mim_jax/folder_index)
+    c.data.index_cache_dir = config_dict.placeholder(str)
     c.data.train_split = "train"
     c.data.eval_split = "test"
     c.data.image_size = 28
@@ -72,6 +75,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.eval_crop_pct = 1.0  # eval: resize shorter side to size / crop_pct, center crop
     c.data.num_workers = 0  # grain worker processes (0: threads in this process)
     c.data.read_threads = 2
+    c.data.device_prefetch = 2  # global batches put on the devices ahead of the step
+    # Unreadable images are skipped, logged and counted; more than this fraction of the
+    # reads for one batch stops the run (a damaged dataset, not a stray file).
+    c.data.max_bad_fraction = 0.5
     c.data.synthetic_examples = 4096  # size of the synthetic source ("an epoch")
 
     c.batch_size = 256  # global batch per optimizer update (all devices, all micro-batches)

@@ -9,7 +9,14 @@ ImageNet-1k recipe (facebookresearch/mae PRETRAIN.md + main_pretrain.py), data v
 
     python -m mim_jax.main --config=configs/mae.py:variant=B/16 --workdir=workdirs/mae_b16
 
-Args: variant (B/16, L/16, H/14), data (fashion_mnist, synthetic, imagenet2012).
+ImageNet from an unpacked folder (<root>/train/<wnid>/*.JPEG, <root>/val/<wnid>/*.JPEG) or
+from ArrayRecord shards written by `python -m mim_jax.data.convert`:
+
+    python -m mim_jax.main --config=configs/mae.py:variant=B/16,data=folder \
+        --config.data.root=/data/imagenet --workdir=workdirs/mae_b16
+
+Args: variant (B/16, L/16, H/14), data (fashion_mnist, synthetic, imagenet2012, folder,
+array_record).
 """
 
 from configs import common
@@ -20,7 +27,7 @@ VARIANTS = {
     "L/16": (16, 1024, 24, 16),
     "H/14": (14, 1280, 32, 16),
 }
-DATASETS = ("fashion_mnist", "synthetic", "imagenet2012")
+DATASETS = ("fashion_mnist", "synthetic", "imagenet2012", "folder", "array_record")
 
 
 def _imagenet_recipe(config, variant: str) -> None:
@@ -96,8 +103,13 @@ def get_config(arg: str | None = None):
         raise ValueError(f"data={data!r}; valid: {list(DATASETS)}")
     if data == "fashion_mnist" and arg.variant:
         raise ValueError("data=fashion_mnist is for the default small model (no variant)")
-    if data == "imagenet2012" and not arg.variant:
-        raise ValueError("data=imagenet2012 needs a variant, e.g. variant=B/16")
+    if data in ("imagenet2012", "folder", "array_record") and not arg.variant:
+        raise ValueError(f"data={data} needs a variant, e.g. variant=B/16,data={data}")
+    if data in ("folder", "array_record"):
+        # ImageNet-style: <root>/train and <root>/val; set --config.data.root
+        config.data.name = data
+        config.data.tfds_name = None
+        config.data.train_split, config.data.eval_split = "train", "val"
     if data == "synthetic":
         # Random images of the model's input shape, no I/O: smoke tests and benchmarks.
         config.data.name = "synthetic"

@@ -1,13 +1,15 @@
 """Reading durations from configs and checking a config before anything compiles."""
 
 import json
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 DTYPES = ("auto", "float32", "bfloat16")
-DATA_SOURCES = ("fashion_mnist", "synthetic", "tfds")
+DATA_SOURCES = ("fashion_mnist", "synthetic", "tfds", "folder", "array_record")
 POOLS = ("cls", "mean")
 ON_MAX_SKIPS = ("stop", "rollback")
 # Keys a resumed run may change without changing what it computes.
@@ -24,7 +26,21 @@ RESUMABLE_CHANGES = (
     "data.tfds_data_dir",
     "data.num_workers",
     "data.read_threads",
+    "data.device_prefetch",
+    "data.max_bad_fraction",
+    "data.index_cache_dir",
 )
+
+
+def add_config_root_to_path(argv: list[str]) -> None:
+    """Make `from configs import common` work for `--config=<repo>/configs/x.py` from any cwd."""
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        if path:
+            config_dir = os.path.dirname(os.path.abspath(path.split(":", 1)[0]))
+            sys.path.insert(0, os.path.dirname(config_dir))
 
 
 def get_steps(
@@ -72,6 +88,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _check(
         d.name != "tfds" or bool(d.tfds_name), "config.data.name='tfds' needs config.data.tfds_name"
     )
+    _check(
+        d.name not in ("folder", "array_record") or bool(d.root),
+        f"config.data.name={d.name!r} needs config.data.root (the dataset directory)",
+    )
+    _check(0 <= d.max_bad_fraction <= 1, "config.data.max_bad_fraction must be in [0, 1]")
     _check(
         len(d.mean) == len(d.std) == d.channels,
         f"config.data.mean/std need one value per channel ({d.channels}), "

@@ -11,19 +11,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mim_jax import config_lib
 
-def _add_config_root_to_path(argv: list[str]) -> None:
-    """Make `from configs import common` work for `--config=<repo>/configs/x.py` from any cwd."""
-    for i, arg in enumerate(argv):
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
-        if arg == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-        if path:
-            config_dir = os.path.dirname(os.path.abspath(path.split(":", 1)[0]))
-            sys.path.insert(0, os.path.dirname(config_dir))
-
-
-_add_config_root_to_path(sys.argv)
+config_lib.add_config_root_to_path(sys.argv)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and images go.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "export"], "Train, or export a run.")

@@ -191,9 +191,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     viz_every = steps(config.viz, "every", "config.viz")
     eval_every = steps(config.eval, "every", "config.eval")
 
-    def make_data_iter(meta: dict):
+    def make_data_iter(meta: dict) -> pipeline.DevicePrefetcher:
         seed = data_seed(config.seed, meta.get("rollbacks", 0))
-        return iter(pipeline.train_dataset(train_source, d, config.batch_size, seed))
+        host_iter = iter(pipeline.train_dataset(train_source, d, config.batch_size, seed))
+        return pipeline.DevicePrefetcher(host_iter, mesh, d.device_prefetch, d.max_bad_fraction)
 
     # -- Checkpoints: a workdir holding another config's run stops here.
     ckpt = checkpoint.Checkpointer(
@@ -339,8 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     try:
         while step < total_steps:
             step += 1
-            batch = sharding.global_batch(next(data_iter), mesh)
-            state, metrics = train_step(state, batch)
+            state, metrics = train_step(state, next(data_iter))
             means = {k: v for k, v in metrics.items() if k not in guard.TOTALS}
             acc = means if acc is None else jax.tree.map(jnp.add, acc, means)
             acc_n += 1
@@ -384,6 +384,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 host = {k: float(v) / acc_n for k, v in jax.device_get(acc).items()}
                 totals = {k: int(metrics[k]) for k in guard.TOTALS}
                 host.update(totals, lr=float(metrics["lr"]), epoch=step / steps_per_epoch)
+                host["bad_examples"] = data_iter.bad_examples  # unreadable images skipped
                 writer.write(step, progress.report(step, host))
                 _warn_guard(logged, totals, step - acc_n + 1, step, config.guard.spike_factor)
                 logged, acc, acc_n = totals, None, 0

@@ -121,3 +121,16 @@ def test_auto_dtype_is_bf16_on_accelerators(monkeypatch, backend, expected):
     monkeypatch.setattr(config_lib.jax, "default_backend", lambda: backend)
     assert config_lib.compute_dtype("auto") == expected
     assert config_lib.compute_dtype("float32") == "float32"  # an explicit dtype is kept
+
+
+def test_folder_data_needs_a_root_and_a_variant():
+    config = mae_config.get_config("variant=B/16,data=folder")
+    assert (config.data.name, config.data.train_split, config.data.eval_split) == (
+        "folder",
+        "train",
+        "val",
+    )
+    with pytest.raises(ValueError, match="config.data.root"):
+        config_lib.validate(config, 1)
+    with pytest.raises(ValueError, match="needs a variant"):
+        mae_config.get_config("data=array_record")

@@ -175,3 +175,27 @@ def test_bfloat16_compute_keeps_float32_params_and_a_close_loss(fake_fmnist):
     u16, m16 = _step_once(config, mesh, batch)
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(u16))
     np.testing.assert_allclose(m16["loss"], m32["loss"], rtol=2e-2)
+
+
+def test_trains_on_an_image_folder_skipping_a_corrupt_file(tmp_path):
+    from tests.data.image_tree import write_tree
+
+    root = tmp_path / "data"
+    write_tree(root, "train", {"a": 20, "b": 20}, bad={"a/torn.jpg": b"\xff\xd8\xff\xe0 torn"})
+    write_tree(root, "val", {"a": 4, "b": 4})
+    config = tiny_config(root, **{"eval.at_end": True, "viz.every_steps": None})
+    config.data.update(
+        name="folder",
+        train_split="train",
+        eval_split="val",
+        image_size=16,
+        channels=3,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        index_cache_dir=str(tmp_path / "index"),
+    )
+    config.batch_size, config.total_steps = 8, 12
+    summary = train.train_and_evaluate(config, tmp_path / "run")
+    logged = [m for m in read_metrics(tmp_path / "run") if "loss" in m]
+    assert logged[-1]["step"] == 12 and logged[-1]["bad_examples"] >= 1  # 40 good per epoch
+    assert 0.0 <= summary["knn_top1"] <= 1.0

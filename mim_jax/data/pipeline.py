@@ -1,8 +1,11 @@
-"""grain pipelines: source -> process shard -> shuffle -> transform -> batch -> iterator.
+"""grain pipelines: source -> process shard -> shuffle -> transform (decode) -> drop bad
+-> batch -> worker processes -> device prefetch.
 
 Batches leave the host as uint8 images; `normalize` runs on the device inside the step.
 """
 
+import collections
+import json
 from collections.abc import Iterator
 
 import grain
@@ -10,8 +13,39 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
+from jax.sharding import Mesh
 
+from mim_jax import sharding
 from mim_jax.data import transforms
+
+BAD_KEY = "num_bad"  # per element: unreadable images dropped just before it
+
+
+class DropBad(grain.IterDataset):
+    """Drops elements the transforms marked {"error", "path"} (logging each path) and
+    records in the next good element how many were dropped before it (`BAD_KEY`)."""
+
+    def __iter__(self) -> grain.DatasetIterator:
+        return _DropBadIterator(self._parent.__iter__())
+
+
+class _DropBadIterator(grain.DatasetIterator):
+    def __next__(self) -> dict:
+        dropped = 0
+        while True:
+            element = next(self._parent)
+            if "error" not in element:
+                element[BAD_KEY] = np.int32(dropped)
+                return element
+            dropped += 1
+            logging.warning("Skipping unreadable image %s: %s", element["path"], element["error"])
+
+    def get_state(self):
+        return self._parent.get_state()
+
+    def set_state(self, state) -> None:
+        self._parent.set_state(state)
 
 
 def per_process_batch(batch_size: int) -> int:
@@ -42,9 +76,9 @@ def train_dataset(
             flip=data.flip,
         )
     )
-    ds = ds.batch(per_process_batch(batch_size), drop_remainder=True)
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=4)
-    it_ds = ds.to_iter_dataset(read)
+    it_ds = DropBad(ds.to_iter_dataset(read))
+    it_ds = it_ds.batch(per_process_batch(batch_size), drop_remainder=True)
     if data.num_workers > 0:
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
     return it_ds
@@ -59,19 +93,71 @@ def eval_batches(
     """The first `max_examples` of `source` in order, eval-transformed, in full batches.
 
     Yields (batch, num_valid); the last batch is padded by repeating its final row.
+    Unreadable images are skipped (and logged).
     """
     n = len(source) if max_examples is None else min(max_examples, len(source))
     ds = grain.MapDataset.source(source)[:n].map(
         transforms.EvalTransform(data.image_size, data.channels, data.eval_crop_pct)
     )
-    ds = ds.batch(batch_size, drop_remainder=False)
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=2)
-    for batch in ds.to_iter_dataset(read):
+    ds = DropBad(ds.to_iter_dataset(read)).batch(batch_size, drop_remainder=False)
+    for batch in ds:
+        batch.pop(BAD_KEY)
         valid = len(batch["label"])
         if valid < batch_size:
             extra = batch_size - valid
             batch = {k: np.concatenate([v, np.repeat(v[-1:], extra, 0)]) for k, v in batch.items()}
         yield batch, valid
+
+
+class DevicePrefetcher:
+    """Global batches placed on the mesh `depth` steps ahead of the train step, so host
+    to device copies overlap compute.
+
+    Checkpointable through grain's Orbax handler: the saved position is that of the last
+    batch handed out, not of the batches still queued, so a restore repeats nothing and
+    skips nothing. Counts the unreadable images dropped (`bad_examples`) and stops when
+    more than `max_bad_fraction` of one batch's reads were bad.
+    """
+
+    def __init__(self, iterator, mesh: Mesh, depth: int = 2, max_bad_fraction: float = 0.5):
+        self._iterator, self._mesh = iterator, mesh
+        self._depth, self._max_bad = max(depth, 1), max_bad_fraction
+        self._queue = collections.deque()
+        self._state = iterator.get_state()
+        self.bad_examples = 0  # since this process started
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        while len(self._queue) < self._depth:
+            host = next(self._iterator)
+            bad = int(np.sum(host.pop(BAD_KEY, 0)))
+            rows = len(host["image"])
+            if bad > self._max_bad * (rows + bad):
+                raise RuntimeError(
+                    f"{bad} of {rows + bad} images read for one batch were unreadable (more "
+                    f"than config.data.max_bad_fraction={self._max_bad}); see the warnings "
+                    "above for their paths. Is the dataset damaged?"
+                )
+            batch = sharding.global_batch(host, self._mesh)
+            self._queue.append((batch, self._iterator.get_state(), bad))
+        batch, self._state, bad = self._queue.popleft()
+        self.bad_examples += bad
+        return batch
+
+    # The interface grain's checkpoint handler uses for non-grain iterators (bytes).
+    def get_state(self) -> bytes:
+        return json.dumps(self._state).encode()
+
+    def set_state(self, state: bytes) -> None:
+        self._state = json.loads(state)
+        self._iterator.set_state(self._state)
+        self._queue.clear()
+
+    def start_prefetch(self) -> None:
+        pass  # the next __next__ refills the queue
 
 
 def normalize(images: jax.Array, mean, std, dtype=jnp.float32) -> jax.Array:

@@ -4,14 +4,21 @@ fashion_mnist: the embedded default, read from the Debian package `dataset-fashi
   (IDX files in /usr/share/datasets/fashion-mnist), else TFDS `fashion_mnist`.
 synthetic:     deterministic random images of any shape, no I/O.
 tfds:          any TFDS image dataset through `tfds.data_source` (ArrayRecord, no TensorFlow).
+folder:        `root/<split>/<class>/<image>` (ImageNet as usually unpacked), with a cached
+               file index; yields encoded bytes, decoded by the transforms.
+array_record:  ArrayRecord shards written by `python -m mim_jax.data.convert`.
 """
 
 import gzip
+import hashlib
+import json
 import os
 import struct
 from pathlib import Path
 
+import grain
 import ml_collections
+import msgpack
 import numpy as np
 from absl import logging
 
@@ -78,6 +85,137 @@ class TfdsSource:
         ex = self._source[index]
         image = np.asarray(ex["image"])
         return {"image": image if image.ndim == 3 else image[..., None], "label": ex["label"]}
+
+
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"
+)  # fmt: skip
+DEFAULT_INDEX_CACHE = Path("~/.cache/mim_jax/folder_index")
+
+
+def _class_dirs(directory: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and e.name[0] != ".")
+
+
+def list_images(directory: str | os.PathLike) -> tuple[list[str], list[str], list[int]]:
+    """(classes, relative paths, labels) of `directory/<class>/**/<image>`; classes are the
+    sorted subdirectory names and labels their indices (torchvision ImageFolder)."""
+    directory = Path(directory)
+    classes = _class_dirs(directory)
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(directory / name, followlinks=True):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, directory)
+            for f in sorted(filenames):
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(rel, f))
+                    labels.append(label)
+    return classes, paths, labels
+
+
+def folder_index(
+    directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> tuple[list[str], list[str], list[int]]:
+    """`list_images(directory)`, cached in `cache_dir` (default ~/.cache/mim_jax/...) so a
+    million-file tree is listed once. The cache is keyed by the directory's absolute path
+    and is re-listed when any class directory's modification time changes (files added
+    or removed there)."""
+    directory = Path(directory).absolute()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"config.data.root: no directory {directory}")
+    classes = _class_dirs(directory)
+    if not classes:
+        raise FileNotFoundError(
+            f"No class subdirectories in {directory} (expected {directory}/<class>/<image>)"
+        )
+    signature = {c: os.stat(directory / c).st_mtime_ns for c in classes}
+    cache = Path(cache_dir or DEFAULT_INDEX_CACHE).expanduser()
+    cache_file = cache / (hashlib.sha1(str(directory).encode()).hexdigest()[:16] + ".json")
+    if cache_file.exists():
+        try:
+            cached = json.loads(cache_file.read_text())
+            if cached["directory"] == str(directory) and cached["signature"] == signature:
+                return cached["classes"], cached["paths"], cached["labels"]
+        except (ValueError, KeyError):
+            pass  # an unreadable cache is rebuilt
+    classes, paths, labels = list_images(directory)
+    if not paths:
+        raise FileNotFoundError(
+            f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {directory}/<class>/"
+        )
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        entry = dict(directory=str(directory), signature=signature, classes=classes)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({**entry, "paths": paths, "labels": labels}))
+        tmp.replace(cache_file)
+    except OSError as e:  # a read-only home: list again next time
+        logging.warning("Could not cache the file index of %s in %s: %s", directory, cache, e)
+    logging.info("Indexed %d images in %d classes under %s", len(paths), len(classes), directory)
+    return classes, paths, labels
+
+
+class FolderSource:
+    """`root/<split>/<class>/<image>` files as {"encoded": bytes, "label", "path"}."""
+
+    def __init__(self, root: str, split: str, cache_dir: str | None = None):
+        self.directory = Path(root).absolute() / split
+        if not self.directory.is_dir():
+            raise FileNotFoundError(
+                f"config.data.root={root!r} has no {split!r} directory ({self.directory}); "
+                "expected <root>/<split>/<class>/<image>"
+            )
+        self.classes, self.paths, labels = folder_index(self.directory, cache_dir)
+        self.labels = np.asarray(labels, np.int32)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.directory / self.paths[index]
+        try:
+            data = path.read_bytes()
+        except OSError as e:  # deleted or unreadable since indexing: skipped downstream
+            return {"error": str(e), "path": str(path)}
+        return {"encoded": data, "label": self.labels[index], "path": str(path)}
+
+
+def pack_record(encoded: bytes, label: int, path: str) -> bytes:
+    """One ArrayRecord record: msgpack {"encoded", "label", "path"}."""
+    return msgpack.packb({"encoded": encoded, "label": int(label), "path": path})
+
+
+def array_record_files(root: str | os.PathLike, split: str) -> list[str]:
+    info_path = Path(root) / "dataset_info.json"
+    if not info_path.exists():
+        raise FileNotFoundError(
+            f"config.data.root={str(root)!r}: no dataset_info.json (write one with "
+            "`python -m mim_jax.data.convert --src=FOLDER --dst=DIR`)"
+        )
+    splits = json.loads(info_path.read_text())["splits"]
+    if split not in splits:
+        raise ValueError(f"{info_path}: no split {split!r}; it has {sorted(splits)}")
+    return [str(Path(root) / f) for f in splits[split]["files"]]
+
+
+class ArrayRecordSource:
+    """ArrayRecord shards of `pack_record`s (see mim_jax.data.convert), random access."""
+
+    def __init__(self, root: str, split: str):
+        self.files = array_record_files(root, split)
+        self._source = grain.sources.ArrayRecordDataSource(self.files)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        record = msgpack.unpackb(self._source[index])
+        return {
+            "encoded": record["encoded"],
+            "label": np.int32(record["label"]),
+            "path": record["path"],
+        }
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -149,4 +287,11 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
         return SyntheticSource(data.synthetic_examples, shape, data.num_classes, split_seed)
     if data.name == "tfds":
         return TfdsSource(data.tfds_name, split, data.tfds_data_dir)
-    raise ValueError(f"config.data.name={data.name!r}; valid: fashion_mnist, synthetic, tfds")
+    if data.name == "folder":
+        return FolderSource(data.root, split, data.index_cache_dir)
+    if data.name == "array_record":
+        return ArrayRecordSource(data.root, split)
+    raise ValueError(
+        f"config.data.name={data.name!r}; valid: fashion_mnist, synthetic, tfds, folder, "
+        "array_record"
+    )

@@ -1,4 +1,10 @@
-"""Per-example numpy/PIL transforms (grain map transforms); outputs stay uint8."""
+"""Per-example numpy/PIL transforms (grain map transforms); outputs stay uint8.
+
+Elements are {"image": uint8 array, "label"} (decoded sources) or {"encoded": bytes,
+"label", "path"} (image files, ArrayRecord). Encoded images are decoded here, in the
+worker, at the smallest DCT scale the crop allows; an undecodable one becomes
+{"error": message, "path": path}, which the pipeline drops and counts.
+"""
 
 import dataclasses
 import math
@@ -6,6 +12,8 @@ import math
 import grain
 import numpy as np
 from PIL import Image
+
+from mim_jax.data import decode
 
 
 def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -64,27 +72,50 @@ def _from_pil(image: Image.Image) -> np.ndarray:
     return out[..., None] if out.ndim == 2 else out
 
 
-def resized_crop(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Crop (top, left, h, w) and resize to size x size with bicubic interpolation."""
+def resized_crop(
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    size: int,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> np.ndarray:
+    """Crop (top, left, h, w) and resize to size x size with bicubic interpolation (PIL,
+    antialiased, as torchvision's PIL path). `scale` = (y, x) size of `image` relative to
+    the image `box` was drawn on (a JPEG decoded at reduced DCT size)."""
     top, left, h, w = box
-    if (h, w) == (size, size):
+    sy, sx = scale
+    if (h, w) == (size, size) and scale == (1.0, 1.0):
         return image[top : top + h, left : left + w]
     pil = _to_pil(image).resize(
-        (size, size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h)
+        (size, size),
+        Image.Resampling.BICUBIC,
+        box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy),
     )
     return _from_pil(pil)
 
 
-def resize_center_crop(image: np.ndarray, size: int, crop_pct: float) -> np.ndarray:
-    """Eval transform: shorter side to int(size / crop_pct) (bicubic), then center crop."""
-    h, w = image.shape[:2]
+def eval_resize_shape(height: int, width: int, size: int, crop_pct: float) -> tuple[int, int]:
+    """torchvision Resize(int(size / crop_pct)): shorter side to that, long side truncated."""
     short = int(size / crop_pct)
-    if min(h, w) != short:  # torchvision Resize(int): long side = int(short * long / short)
-        new_h, new_w = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+    if height <= width:
+        return short, int(short * width / height)
+    return int(short * height / width), short
+
+
+def resize_center_crop(
+    image: np.ndarray, size: int, crop_pct: float, full_shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Eval transform: shorter side to int(size / crop_pct) (bicubic), then center crop.
+    `full_shape`: the (h, w) `image` was reduced from, if it was decoded at reduced size."""
+    h, w = full_shape or image.shape[:2]
+    new_h, new_w = eval_resize_shape(h, w, size, crop_pct)
+    if image.shape[:2] != (new_h, new_w):
         image = _from_pil(_to_pil(image).resize((new_w, new_h), Image.Resampling.BICUBIC))
-        h, w = new_h, new_w
-    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
+    top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
     return image[top : top + size, left : left + size]
+
+
+def _bad(element: dict, error: Exception) -> dict:
+    return {"error": str(error), "path": str(element.get("path", "?"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +129,30 @@ class TrainTransform(grain.transforms.RandomMap):
     flip: bool = True
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:
-        image = match_channels(np.asarray(element["image"]), self.channels)
-        box = random_resized_crop_box(rng, *image.shape[:2], self.scale, self.ratio)
-        image = resized_crop(image, box, self.size)
+        if "error" in element:  # unreadable at the source
+            return element
+        if "encoded" in element:
+            try:
+                image = self._decode_crop(element["encoded"], rng)
+            except decode.DecodeError as e:
+                return _bad(element, e)
+        else:
+            image = match_channels(np.asarray(element["image"]), self.channels)
+            box = random_resized_crop_box(rng, *image.shape[:2], self.scale, self.ratio)
+            image = resized_crop(image, box, self.size)
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
         return {"image": np.ascontiguousarray(image), "label": np.int32(element["label"])}
+
+    def _decode_crop(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
+        """Draw the box on the full size, decode only as many pixels as it needs."""
+        height, width = decode.size(data)
+        box = random_resized_crop_box(rng, height, width, self.scale, self.ratio)
+        _, _, h, w = box
+        need = (math.ceil(height * self.size / h), math.ceil(width * self.size / w))
+        image = decode.decode(data, self.channels, min_size=need)
+        scale = (image.shape[0] / height, image.shape[1] / width)
+        return resized_crop(image, box, self.size, scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +164,17 @@ class EvalTransform(grain.transforms.Map):
     crop_pct: float = 1.0
 
     def map(self, element: dict) -> dict:
-        image = match_channels(np.asarray(element["image"]), self.channels)
-        image = resize_center_crop(image, self.size, self.crop_pct)
+        if "error" in element:
+            return element
+        if "encoded" in element:
+            try:
+                full = decode.size(element["encoded"])
+                need = eval_resize_shape(*full, self.size, self.crop_pct)
+                image = decode.decode(element["encoded"], self.channels, min_size=need)
+            except decode.DecodeError as e:
+                return _bad(element, e)
+            image = resize_center_crop(image, self.size, self.crop_pct, full_shape=full)
+        else:
+            image = match_channels(np.asarray(element["image"]), self.channels)
+            image = resize_center_crop(image, self.size, self.crop_pct)
         return {"image": np.ascontiguousarray(image), "label": np.int32(element["label"])}

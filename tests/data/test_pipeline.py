@@ -1,8 +1,12 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from ml_collections import ConfigDict
 
+from mim_jax import sharding
 from mim_jax.data import pipeline, sources
+from tests.data.image_tree import jpeg_bytes, write_tree
 
 DATA = ConfigDict(
     dict(
@@ -69,3 +73,72 @@ def test_normalize_round_trip():
         x[0, 0, 0], (images[0, 0, 0] / 255 - np.array(mean)) / np.array(std), atol=1e-6
     )
     np.testing.assert_array_equal(pipeline.denormalize(x, mean, std), images)
+
+
+def test_two_processes_each_read_their_own_shard_covering_the_epoch_once(monkeypatch):
+    seen = []
+    for index in range(2):
+        monkeypatch.setattr(pipeline.jax, "process_index", lambda i=index: i)
+        monkeypatch.setattr(pipeline.jax, "process_count", lambda: 2)
+        it = iter(pipeline.train_dataset(_source(20), DATA, 4, seed=0))  # 2 rows per process
+        seen.append(np.concatenate([next(it)["label"] for _ in range(5)]))  # one epoch: 10
+    assert len(seen[0]) == len(seen[1]) == 10
+    assert sorted(np.concatenate(seen)) == list(range(20))  # disjoint, complete
+
+
+def _mesh(devices: int = 8):
+    return sharding.make_mesh(ConfigDict(dict(data=-1, fsdp=1)), jax.devices()[:devices])
+
+
+def test_device_prefetcher_state_is_that_of_the_last_batch_handed_out():
+    def fresh():
+        host = iter(pipeline.train_dataset(_source(), DATA, 8, seed=0))
+        return pipeline.DevicePrefetcher(host, _mesh(), depth=3)
+
+    it = fresh()
+    for _ in range(3):
+        next(it)
+    state = it.get_state()  # 3 batches consumed, 3 more already queued on the devices
+    expected = [np.asarray(next(it)["image"]) for _ in range(2)]
+    restored = fresh()
+    restored.set_state(state)
+    for want in expected:
+        batch = next(restored)
+        assert batch["image"].sharding.is_equivalent_to(sharding.batch_sharding(_mesh()), 4)
+        np.testing.assert_array_equal(np.asarray(batch["image"]), want)
+
+
+def _folder_data(size=16):
+    return ConfigDict({**DATA.to_dict(), "image_size": size, "channels": 3})
+
+
+def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog):
+    bad = {"a/empty.jpg": b"", "b/broken.jpg": jpeg_bytes(3)[:150]}
+    write_tree(tmp_path, "train", {"a": 3, "b": 3}, bad=bad)
+    source = sources.FolderSource(str(tmp_path), "train", cache_dir=str(tmp_path / "c"))
+    host = iter(pipeline.train_dataset(source, _folder_data(), 6, seed=0))
+    it = pipeline.DevicePrefetcher(host, _mesh(1), depth=1)
+    batches = [next(it) for _ in range(5)]  # one epoch of the 6 good images per batch
+    assert all(b["image"].shape == (6, 16, 16, 3) for b in batches)
+    assert 8 <= it.bad_examples <= 10  # 2 per epoch; the last epoch's may come after
+    logged = caplog.text
+    assert "empty.jpg" in logged and "broken.jpg" in logged and "Skipping unreadable" in logged
+
+
+def test_a_mostly_broken_dataset_stops_with_a_clear_error(tmp_path):
+    bad = {f"a/bad{i}.jpg": b"junk" for i in range(8)}
+    write_tree(tmp_path, "train", {"a": 2}, bad=bad)
+    source = sources.FolderSource(str(tmp_path), "train", cache_dir=str(tmp_path / "c"))
+    host = iter(pipeline.train_dataset(source, _folder_data(), 2, seed=0))
+    it = pipeline.DevicePrefetcher(host, _mesh(1), depth=1, max_bad_fraction=0.5)
+    with pytest.raises(RuntimeError, match="max_bad_fraction=0.5"):
+        for _ in range(4):
+            next(it)
+
+
+def test_eval_batches_skip_unreadable_images(tmp_path):
+    write_tree(tmp_path, "val", {"a": 2, "b": 1}, bad={"a/x.jpg": b""})
+    source = sources.FolderSource(str(tmp_path), "val", cache_dir=str(tmp_path / "c"))
+    batches = list(pipeline.eval_batches(source, _folder_data(), 8))
+    assert [v for _, v in batches] == [3]
+    assert batches[0][0]["image"].shape == (8, 16, 16, 3)

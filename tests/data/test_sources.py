@@ -6,6 +6,7 @@ from ml_collections import ConfigDict
 
 from mim_jax.data import sources
 from tests.conftest import write_idx
+from tests.data.image_tree import jpeg_bytes, write_tree
 
 DEBIAN = Path(sources.FASHION_MNIST_DIR)
 
@@ -131,3 +132,85 @@ def test_tfds_source_reads_image_and_label_without_tensorflow():
         assert item["image"].ndim == 3
         batch = next(iter(pipeline.train_dataset(source, data, 4, seed=0)))
     assert batch["image"].shape == (4, 32, 32, 3)
+
+
+# ------------------------------------------------------------------ image folders
+def test_folder_source_lists_classes_sorted_and_returns_bytes(tmp_path):
+    write_tree(tmp_path, "train", {"dog": 2, "cat": 3})
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    src = sources.FolderSource(str(tmp_path), "train", cache_dir=str(tmp_path / "cache"))
+    assert src.classes == ["cat", "dog"] and len(src) == 5
+    labels = [int(src[i]["label"]) for i in range(5)]
+    assert labels == [0, 0, 0, 1, 1]
+    ex = src[3]
+    assert ex["path"].endswith("dog/img_000.JPEG")
+    assert ex["encoded"] == (tmp_path / "train" / "dog" / "img_000.JPEG").read_bytes()
+
+
+def test_folder_index_is_cached_and_refreshed_when_a_class_dir_changes(tmp_path, monkeypatch):
+    write_tree(tmp_path, "train", {"a": 2, "b": 2})
+    cache = tmp_path / "cache"
+    assert len(sources.FolderSource(str(tmp_path), "train", str(cache))) == 4
+    calls = []
+    real = sources.list_images
+    monkeypatch.setattr(sources, "list_images", lambda d: calls.append(d) or real(d))
+    assert len(sources.FolderSource(str(tmp_path), "train", str(cache))) == 4
+    assert calls == []  # served from the cache, no listing
+    import os
+    import time
+
+    (tmp_path / "train" / "b" / "new.png").write_bytes(jpeg_bytes(9))
+    os.utime(tmp_path / "train" / "b", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert len(sources.FolderSource(str(tmp_path), "train", str(cache))) == 5
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "has no 'train' directory"),
+        ("no_classes", "No class subdirectories"),
+        ("empty_classes", "No images"),
+    ],
+)
+def test_folder_errors_say_what_was_looked_for(tmp_path, layout, message):
+    if layout != "missing":
+        (tmp_path / "train").mkdir()
+    if layout == "empty_classes":
+        (tmp_path / "train" / "cat").mkdir()
+    with pytest.raises(FileNotFoundError, match=message):
+        sources.FolderSource(str(tmp_path), "train", cache_dir=str(tmp_path / "cache"))
+
+
+# ------------------------------------------------------------------ ArrayRecord
+def test_convert_writes_array_records_that_read_back_and_skips_bad_files(tmp_path):
+    from mim_jax.data import convert
+
+    src = tmp_path / "src"
+    write_tree(
+        src, "train", {"a": 3, "b": 4}, bad={"a/zero.jpg": b"", "b/trunc.jpg": jpeg_bytes(1)[:200]}
+    )
+    write_tree(src, "val", {"a": 1, "b": 1})
+    info = convert.convert(str(src), str(tmp_path / "ar"), ["train", "val"], 0.01, 2, True)
+    assert info["classes"] == ["a", "b"]
+    assert info["splits"]["train"]["num_examples"] == 7
+    assert sorted(s["path"] for s in info["splits"]["train"]["skipped"]) == [
+        "a/zero.jpg",
+        "b/trunc.jpg",
+    ]
+    assert len(info["splits"]["train"]["files"]) > 1  # ~10 KB shards: several
+
+    ar = sources.ArrayRecordSource(str(tmp_path / "ar"), "train")
+    folder = sources.FolderSource(str(src), "train", cache_dir=str(tmp_path / "cache"))
+    good = {folder[i]["path"].split("train/")[1]: folder[i] for i in range(len(folder))}
+    assert len(ar) == 7
+    for i in range(len(ar)):
+        rec = ar[i]
+        assert rec["encoded"] == good[rec["path"]]["encoded"]
+        assert rec["label"] == good[rec["path"]]["label"]
+    assert len(sources.ArrayRecordSource(str(tmp_path / "ar"), "val")) == 2
+
+
+def test_array_record_without_info_names_the_converter(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mim_jax.data.convert"):
+        sources.ArrayRecordSource(str(tmp_path), "train")

@@ -1,0 +1,29 @@
+"""The data benchmark runs end to end (its numbers are measured, not asserted)."""
+
+import subprocess
+import sys
+
+from tests.runs import ROOT, env
+
+
+def test_bench_on_synthesized_jpegs():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mim_jax.data.bench",
+            "--config=configs/mae.py:variant=B/16,data=folder",
+            "--jpeg_folder=synthesize",
+            "--num_jpegs=24",
+            "--batch_size=8",
+            "--steps=2",
+        ],
+        cwd=ROOT,
+        env=env(1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "synthesized 24 JPEGs" in out.stdout and "images/s" in out.stdout
+    assert "samples/s with 0 workers" in out.stdout
