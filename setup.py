@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "tqdm>=4.66",
     "safetensors>=0.4",  # weight export (numpy API, no torch)
+    "simplejpeg>=1.7",  # libjpeg-turbo JPEG decode with DCT scaling
+    "msgpack>=1.0",  # ArrayRecord example records
     "gcsfs>=2024.2",  # gs:// paths for etils/Orbax without TensorFlow
 ]
 
