@@ -6,6 +6,8 @@ Batches leave the host as uint8 images; `normalize` runs on the device inside th
 
 import collections
 import json
+import os
+import signal
 from collections.abc import Iterator
 
 import grain
@@ -80,8 +82,26 @@ def train_dataset(
     it_ds = DropBad(ds.to_iter_dataset(read))
     it_ds = it_ds.batch(per_process_batch(batch_size), drop_remainder=True)
     if data.num_workers > 0:
-        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.num_workers))
+        it_ds = it_ds.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=data.num_workers),
+            worker_init_fn=die_with_parent,
+        )
     return it_ds
+
+
+def die_with_parent(worker_index: int = 0, worker_count: int = 0) -> None:
+    """grain worker init: on Linux, have the kernel kill this worker when the trainer dies
+    (kill -9, OOM), instead of leaving it orphaned and busy on the CPU."""
+    del worker_index, worker_count
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: nothing to arm
+    if os.getppid() == 1:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def eval_batches(

@@ -1,3 +1,10 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,3 +149,64 @@ def test_eval_batches_skip_unreadable_images(tmp_path):
     batches = list(pipeline.eval_batches(source, _folder_data(), 8))
     assert [v for _, v in batches] == [3]
     assert batches[0][0]["image"].shape == (8, 16, 16, 3)
+
+
+_WORKER_SCRIPT = """
+import os, sys, time
+from absl import app
+
+def main(argv):
+    from ml_collections import ConfigDict
+    from mim_jax.data import pipeline, sources
+    data = ConfigDict(dict(image_size=8, channels=1, crop_scale=(0.5, 1.0),
+                           crop_ratio=(0.75, 1.33), flip=True, read_threads=1, num_workers=1))
+    source = sources.SyntheticSource(64, (8, 8, 1), 10, 0)
+    it = iter(pipeline.train_dataset(source, data, 4, 0))
+    next(it)
+    print("ready", flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    app.run(main)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux-only")
+def test_worker_processes_die_with_a_killed_trainer(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(_WORKER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        workers = [
+            c
+            for c in _children(proc.pid)
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        assert workers, "no grain worker process found"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "grain workers outlived the killed trainer"
