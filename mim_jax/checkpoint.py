@@ -189,7 +189,7 @@ def restore_params(uri: str, params) -> tuple[Any, dict[str, list[str]]]:
     report = {"loaded": [], "reinitialized": [], "skipped": []}
     leaves = []
     for path, init in flat:
-        key = _path_str(path)
+        key = path_str(path)
         got = source.get(key)
         if got is not None and tuple(got.shape) == tuple(init.shape):
             leaves.append(jax.device_put(got.astype(init.dtype), init.sharding))
@@ -199,13 +199,14 @@ def restore_params(uri: str, params) -> tuple[Any, dict[str, list[str]]]:
             report["reinitialized"].append(
                 key if got is None else f"{key} (shape {got.shape} != {init.shape})"
             )
-    wanted = {_path_str(p) for p, _ in flat}
+    wanted = {path_str(p) for p, _ in flat}
     report["skipped"] = sorted(k for k in source if k not in wanted)
     return jax.tree_util.tree_unflatten(treedef, leaves), report
 
 
-def _path_str(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+def path_str(path, sep: str = "/") -> str:
+    """A tree_flatten_with_path path as "encoder/blocks_0/attn/qkv/kernel"."""
+    return sep.join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def _read_source_params(uri: str) -> dict[str, np.ndarray]:
@@ -221,7 +222,7 @@ def _read_source_params(uri: str) -> dict[str, np.ndarray]:
             )
         path = ckpt.directory / str(step)
     flat, _ = jax.tree_util.tree_flatten_with_path(read_params(path))
-    return {_path_str(p): np.asarray(v) for p, v in flat}
+    return {path_str(p): np.asarray(v) for p, v in flat}
 
 
 def read_params(path: epath.Path) -> dict:

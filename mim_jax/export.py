@@ -70,7 +70,7 @@ def flatten(params) -> dict[str, np.ndarray]:
     """{"encoder": {"blocks_0": {...}}} -> {"encoder.blocks_0....": float32 array}."""
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
     return {
-        ".".join(str(k.key) for k in path): np.ascontiguousarray(np.asarray(v, np.float32))
+        checkpoint.path_str(path, "."): np.ascontiguousarray(np.asarray(v, np.float32))
         for path, v in flat
     }
 

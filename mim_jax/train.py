@@ -324,11 +324,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if jax.process_index() == 0:
             reconstruction.save_grid(views, workdir / "reconstructions" / f"step_{step:07d}.png")
 
-    def last_good_checkpoint(streak_start: int) -> int | None:
-        ckpt.wait()
-        good = [s for s in ckpt.all_steps() if s <= streak_start]
-        return max(good) if good else None
-
     # -- The loop
     logging.info("Training from step %d to %d.", start_step, total_steps)
     progress = Progress(total_steps, start_step, config.batch_size)
@@ -348,30 +343,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             checked = prev if step < total_steps else (step, metrics)
             prev = (step, metrics)
             if checked is not None and int(checked[1]["skip_run"]) >= config.guard.max_skips:
-                bad_step, run = checked[0], int(checked[1]["skip_run"])
-                good = last_good_checkpoint(bad_step - run)
-                where = f"step {good} in {ckpt.directory}" if good is not None else "none"
-                if (
-                    config.guard.on_max_skips == "stop"
-                    or good is None
-                    or meta["rollbacks"] >= config.guard.max_rollbacks
-                ):
-                    raise NonFiniteError(
-                        f"{run} consecutive steps (to step {bad_step}) had a non-finite loss or "
-                        f"gradient (config.guard.max_skips={config.guard.max_skips}); "
-                        f"last good checkpoint: {where}. Lower the lr, enable "
-                        "config.optim.grad_clip, or set config.guard.on_max_skips='rollback'."
-                    )
                 meta = {"rollbacks": meta["rollbacks"] + 1}
-                logging.warning(
-                    "%d consecutive non-finite steps to step %d: rolling back to %s with a "
-                    "fresh data order (rollback %d of %d).",
-                    run,
-                    bad_step,
-                    where,
-                    meta["rollbacks"],
-                    config.guard.max_rollbacks,
-                )
+                good = _rollback_target(ckpt, config.guard, meta["rollbacks"], *checked)
                 ckpt.delete_after(good)
                 _, state, _, _ = ckpt.restore(abstract_sh, make_data_iter)
                 data_iter = make_data_iter(meta)
@@ -420,24 +393,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     return summary
 
 
+def _rollback_target(
+    ckpt: checkpoint.Checkpointer, g: ml_collections.ConfigDict, rollback: int, step: int, metrics
+) -> int:
+    """After `g.max_skips` consecutive non-finite steps ending at `step`: the checkpoint
+    step to roll back to (rollback number `rollback`), or NonFiniteError naming it."""
+    run = int(metrics["skip_run"])
+    ckpt.wait()
+    good = max((s for s in ckpt.all_steps() if s <= step - run), default=None)
+    where = f"step {good} in {ckpt.directory}" if good is not None else "none"
+    if g.on_max_skips == "stop" or good is None or rollback > g.max_rollbacks:
+        raise NonFiniteError(
+            f"{run} consecutive steps (to step {step}) had a non-finite loss or gradient "
+            f"(config.guard.max_skips={g.max_skips}); last good checkpoint: {where}. Lower "
+            "the lr, enable config.optim.grad_clip, or set config.guard.on_max_skips='rollback'."
+        )
+    logging.warning(
+        "%d consecutive non-finite steps to step %d: rolling back to %s with a fresh data "
+        "order (rollback %d of %d).",
+        run,
+        step,
+        where,
+        rollback,
+        g.max_rollbacks,
+    )
+    return good
+
+
 def _warn_guard(before: dict, now: dict, first: int, last: int, spike_factor: float) -> None:
     """Logs the non-finite steps skipped and loss spikes seen in steps first..last."""
-    skipped = now["skipped_total"] - before["skipped_total"]
-    if skipped:
-        logging.warning(
-            "Skipped %d step(s) with a non-finite loss or gradient in steps %d-%d (%d in total).",
-            skipped,
-            first,
-            last,
-            now["skipped_total"],
-        )
-    spikes = now["spikes_total"] - before["spikes_total"]
-    if spikes:
-        logging.warning(
-            "%d loss spike(s) (> %.1fx the running mean) in steps %d-%d (%d in total).",
-            spikes,
-            spike_factor,
-            first,
-            last,
-            now["spikes_total"],
-        )
+    events = (
+        ("skipped_total", "step(s) skipped for a non-finite loss or gradient"),
+        ("spikes_total", f"loss spike(s) (> {spike_factor:.1f}x the running mean)"),
+    )
+    for key, what in events:
+        if now[key] > before[key]:
+            logging.warning(
+                "%d %s in steps %d-%d (%d in total).",
+                now[key] - before[key],
+                what,
+                first,
+                last,
+                now[key],
+            )

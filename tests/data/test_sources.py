@@ -110,21 +110,10 @@ def test_tfds_source_reads_image_and_label_without_tensorflow():
     import tensorflow_datasets as tfds
 
     from mim_jax.data import pipeline
+    from tests.data.test_pipeline import DATA
 
-    data = ConfigDict(
-        dict(
-            name="tfds",
-            tfds_name="imagenet2012",
-            tfds_data_dir=None,
-            image_size=32,
-            channels=3,
-            crop_scale=(0.2, 1.0),
-            crop_ratio=(0.75, 1.333),
-            flip=True,
-            read_threads=1,
-            num_workers=0,
-        )
-    )
+    tfds_keys = dict(name="tfds", tfds_name="imagenet2012", tfds_data_dir=None)
+    data = ConfigDict({**DATA.to_dict(), **tfds_keys, "image_size": 32, "channels": 3})
     with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
         source = sources.build(data, "train", seed=0)
         item = source[0]
