@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4",  # weight export (numpy API, no torch)
     "simplejpeg>=1.7",  # libjpeg-turbo JPEG decode with DCT scaling
     "msgpack>=1.0",  # ArrayRecord example records
+    "av>=17",  # video decoding (PyAV, FFmpeg in the wheel); 17: to_ndarray(threads=)
     "gcsfs>=2024.2",  # gs:// paths for etils/Orbax without TensorFlow
 ]
 

@@ -4,10 +4,15 @@
     python -m mim_jax.data.bench --config=configs/mae.py:variant=B/16,data=folder \
         --jpeg_folder=synthesize --workers=2 --steps=20 --batch_size=256
 
-Prints (1) one core: decode + RandomResizedCrop + flip in a plain loop, images/s;
-(2) the full grain pipeline with `--workers` processes, samples/s and per worker.
-`--jpeg_folder=synthesize` writes a folder of ImageNet-like JPEGs (500x375, ~110 KB,
-`--num_jpegs` of them) into a temporary directory and benchmarks data=folder on it.
+    python -m mim_jax.data.bench --config=configs/videomae.py:variant=B/16,data=folder \
+        --video_folder=synthesize --workers=0 --steps=10 --batch_size=32
+
+Prints (1) one core: the training transform in a plain loop (images: decode +
+RandomResizedCrop + flip; videos: decode + temporal sampling + crop, all clips of one
+video), samples/s; (2) the full grain pipeline with `--workers` processes, samples/s and
+per worker. `--jpeg_folder=synthesize` writes ImageNet-like JPEGs (500x375, ~110 KB,
+`--num_jpegs` of them); `--video_folder=synthesize` writes Kinetics-like videos (H.264,
+320x240, 30 fps, 10 s, `--num_videos` of them); both go to a temporary directory.
 """
 
 import io
@@ -31,6 +36,8 @@ _STEPS = flags.DEFINE_integer("steps", 50, "Batches to time (after 3 warm-up bat
 _BATCH = flags.DEFINE_integer("batch_size", None, "Per-process batch (default: the config's).")
 _FOLDER = flags.DEFINE_string("jpeg_folder", None, "An image folder root, or 'synthesize'.")
 _NUM_JPEGS = flags.DEFINE_integer("num_jpegs", 512, "Images per synthesized folder.")
+_VIDEOS = flags.DEFINE_string("video_folder", None, "A video folder root, or 'synthesize'.")
+_NUM_VIDEOS = flags.DEFINE_integer("num_videos", 16, "Videos per synthesized folder.")
 
 
 def synthetic_jpeg(rng: np.random.Generator, height: int = 375, width: int = 500) -> bytes:
@@ -66,19 +73,60 @@ def synthesize_folder(root: Path, num_images: int, num_classes: int = 8) -> floa
     return float(np.mean(sizes)) / 1e3
 
 
+def synthetic_video(path: Path, rng: np.random.Generator, frames: int = 300) -> None:
+    """A Kinetics-like clip: 320x240 H.264 (x264 defaults), 30 fps, a textured scene
+    panning and a bright blob moving across it, so motion search and residuals cost
+    what they do on real footage."""
+    import av
+
+    h, w = 240, 320
+    scene = np.asarray(
+        Image.fromarray(rng.integers(0, 256, (h // 8, 2 * w // 8, 3), dtype=np.uint8)).resize(
+            (2 * w, h), Image.Resampling.BICUBIC
+        ),
+        np.int16,
+    )
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for t in range(frames):
+            frame = scene[:, t % w : t % w + w].copy()
+            y, x = int(h / 2 + 60 * np.sin(t / 20)), int((3 * t) % w)
+            frame[max(y - 20, 0) : y + 20, max(x - 20, 0) : x + 20] += 80
+            frame += rng.integers(-6, 7, frame.shape, dtype=np.int16)
+            image = np.clip(frame, 0, 255).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def synthesize_videos(root: Path, num_videos: int, num_classes: int = 4) -> float:
+    """Writes root/train/<class>/<i>.mp4; returns the mean file size in KB."""
+    rng = np.random.default_rng(0)
+    sizes = []
+    for i in range(num_videos):
+        directory = root / "train" / f"class{i % num_classes}"
+        directory.mkdir(parents=True, exist_ok=True)
+        synthetic_video(directory / f"{i:04d}.mp4", rng)
+        sizes.append((directory / f"{i:04d}.mp4").stat().st_size)
+    return float(np.mean(sizes)) / 1e3
+
+
 def one_core(source, transform, n: int) -> float:
-    """images/s of transform(source[i]) in a plain loop on this core."""
+    """samples/s (clips for videos: all of an element's clips) of transform(source[i]) in
+    a plain loop on this core."""
     rng = np.random.default_rng(0)
     elements = [source[i % len(source)] for i in range(n)]  # reads outside the timing
+    rows = 0
     start = time.perf_counter()
     for element in elements:
-        transform.random_map(dict(element), rng)
-    return n / (time.perf_counter() - start)
+        out = transform.random_map(dict(element), rng)
+        rows += len(out["label"]) if np.ndim(out.get("label", 0)) else 1
+    return rows / (time.perf_counter() - start)
 
 
 def main(argv):
     del argv
-    from mim_jax.data import pipeline, sources, transforms
+    from mim_jax.data import pipeline, sources
 
     config = _CONFIG.value
     d = config.data
@@ -90,15 +138,24 @@ def main(argv):
                 print(f"synthesized {_NUM_JPEGS.value} JPEGs of 500x375, mean {kb:.0f} KB")
             d.name, d.root, d.train_split = "folder", str(root), "train"
             d.index_cache_dir = str(Path(tmp) / "index")
+        if _VIDEOS.value:
+            root = Path(tmp) if _VIDEOS.value == "synthesize" else Path(_VIDEOS.value)
+            if _VIDEOS.value == "synthesize":
+                kb = synthesize_videos(root, _NUM_VIDEOS.value)
+                print(f"synthesized {_NUM_VIDEOS.value} H.264 videos, 320x240, 10 s, {kb:.0f} KB")
+            d.name, d.root, d.train_split = "video_folder", str(root), "train"
         d.num_workers = _WORKERS.value
         batch = _BATCH.value or config.batch_size
         source = sources.build(d, d.train_split, config.seed)
-        t = transforms.TrainTransform(
-            d.image_size, d.channels, tuple(d.crop_scale), tuple(d.crop_ratio), d.flip
-        )
+        t = pipeline.train_transform(d)
+        what = "clips" if d.num_frames else "images"
         print(f"data={d.name} image_size={d.image_size} batch={batch} workers={d.num_workers}")
-        per_core = one_core(source, t, min(len(source), 400))
-        print(f"one core, decode + RandomResizedCrop + flip: {per_core:,.0f} images/s")
+        if d.num_frames:
+            print(
+                f"clips: {d.num_frames} frames every {d.sampling_rate}, {d.num_samples} per video"
+            )
+        per_core = one_core(source, t, min(len(source), 400 if not d.num_frames else 32))
+        print(f"one core, the training transform: {per_core:,.1f} {what}/s")
 
         it = iter(pipeline.train_dataset(source, d, batch, config.seed))
         for _ in range(3):
@@ -110,8 +167,8 @@ def main(argv):
         it.close()  # stop worker processes before the temporary folder goes
         cores = os.cpu_count()
         print(
-            f"pipeline: {rate:,.0f} samples/s with {d.num_workers} workers "
-            f"({rate / max(d.num_workers, 1):,.0f} per worker; machine has {cores} cores)"
+            f"pipeline: {rate:,.1f} {what}/s with {d.num_workers} workers "
+            f"({rate / max(d.num_workers, 1):,.1f} per worker; machine has {cores} cores)"
         )
 
 

@@ -19,7 +19,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from mim_jax import sharding
-from mim_jax.data import transforms
+from mim_jax.data import transforms, video_transforms
 
 BAD_KEY = "num_bad"  # per element: unreadable images dropped just before it
 
@@ -58,29 +58,66 @@ def per_process_batch(batch_size: int) -> int:
     return batch_size // jax.process_count()
 
 
-def train_dataset(
-    source, data: ml_collections.ConfigDict, batch_size: int, seed: int
-) -> grain.IterDataset:
-    """Infinite, per-process-sharded, reshuffled-every-epoch dataset of augmented batches.
+def input_shape(data: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """One example's shape: (H, W, C) images or (T, H, W, C) clips (data.num_frames > 0)."""
+    image = (data.image_size, data.image_size, data.channels)
+    return (data.num_frames, *image) if data.num_frames else image
 
-    Deterministic in `seed`: element order, crops and flips depend only on the seed and the
-    position in the stream, so the iterator state alone restores the exact stream.
-    """
-    ds = grain.MapDataset.source(source)
-    ds = ds[jax.process_index() :: jax.process_count()]
-    ds = ds.seed(seed).shuffle().repeat(None)
-    ds = ds.random_map(
-        transforms.TrainTransform(
+
+def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomMap:
+    """The augmentation for images, or for clips (`num_samples` clips per video)."""
+    if not data.num_frames:
+        return transforms.TrainTransform(
             size=data.image_size,
             channels=data.channels,
             scale=tuple(data.crop_scale),
             ratio=tuple(data.crop_ratio),
             flip=data.flip,
         )
+    return video_transforms.VideoTrainTransform(
+        num_frames=data.num_frames,
+        sampling_rate=data.sampling_rate,
+        size=data.image_size,
+        channels=data.channels,
+        num_samples=data.num_samples,
+        crop=data.video_crop,
+        scales=tuple(data.crop_scales),
+        scale=tuple(data.crop_scale),
+        ratio=tuple(data.crop_ratio),
+        flip=data.flip,
+        min_frames=data.min_video_frames,
+        target_fps=data.target_fps,
+        share_frames=data.samples_share_frames,
     )
+
+
+def eval_transform(data: ml_collections.ConfigDict) -> grain.transforms.Map:
+    if not data.num_frames:
+        return transforms.EvalTransform(data.image_size, data.channels, data.eval_crop_pct)
+    return video_transforms.VideoEvalTransform(
+        data.num_frames, data.sampling_rate, data.image_size, data.channels, data.eval_crop_pct
+    )
+
+
+def train_dataset(
+    source, data: ml_collections.ConfigDict, batch_size: int, seed: int
+) -> grain.IterDataset:
+    """Infinite, per-process-sharded, reshuffled-every-epoch dataset of augmented batches.
+
+    Deterministic in `seed`: element order, crops and flips depend only on the seed and the
+    position in the stream, so the iterator state alone restores the exact stream. With
+    videos, one element gives `data.num_samples` clips, which become batch rows.
+    """
+    ds = grain.MapDataset.source(source)
+    ds = ds[jax.process_index() :: jax.process_count()]
+    ds = ds.seed(seed).shuffle().repeat(None)
+    ds = ds.random_map(train_transform(data))
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=4)
     it_ds = DropBad(ds.to_iter_dataset(read))
-    it_ds = it_ds.batch(per_process_batch(batch_size), drop_remainder=True)
+    samples = data.num_samples if data.num_frames else 1
+    it_ds = it_ds.batch(per_process_batch(batch_size) // samples, drop_remainder=True)
+    if data.num_frames:
+        it_ds = it_ds.map(video_transforms.flatten_samples)
     if data.num_workers > 0:
         it_ds = it_ds.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=data.num_workers),
@@ -116,9 +153,7 @@ def eval_batches(
     Unreadable images are skipped (and logged).
     """
     n = len(source) if max_examples is None else min(max_examples, len(source))
-    ds = grain.MapDataset.source(source)[:n].map(
-        transforms.EvalTransform(data.image_size, data.channels, data.eval_crop_pct)
-    )
+    ds = grain.MapDataset.source(source)[:n].map(eval_transform(data))
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=2)
     ds = DropBad(ds.to_iter_dataset(read)).batch(batch_size, drop_remainder=False)
     for batch in ds:
@@ -140,8 +175,15 @@ class DevicePrefetcher:
     more than `max_bad_fraction` of one batch's reads were bad.
     """
 
-    def __init__(self, iterator, mesh: Mesh, depth: int = 2, max_bad_fraction: float = 0.5):
-        self._iterator, self._mesh = iterator, mesh
+    def __init__(
+        self,
+        iterator,
+        mesh: Mesh,
+        depth: int = 2,
+        max_bad_fraction: float = 0.5,
+        rows_per_element: int = 1,
+    ):
+        self._iterator, self._mesh, self._rows_per_element = iterator, mesh, rows_per_element
         self._depth, self._max_bad = max(depth, 1), max_bad_fraction
         self._queue = collections.deque()
         self._state = iterator.get_state()
@@ -154,10 +196,10 @@ class DevicePrefetcher:
         while len(self._queue) < self._depth:
             host = next(self._iterator)
             bad = int(np.sum(host.pop(BAD_KEY, 0)))
-            rows = len(host["image"])
+            rows = len(host["image"]) // self._rows_per_element  # videos, not clips
             if bad > self._max_bad * (rows + bad):
                 raise RuntimeError(
-                    f"{bad} of {rows + bad} images read for one batch were unreadable (more "
+                    f"{bad} of {rows + bad} examples read for one batch were unreadable (more "
                     f"than config.data.max_bad_fraction={self._max_bad}); see the warnings "
                     "above for their paths. Is the dataset damaged?"
                 )

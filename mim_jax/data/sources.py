@@ -7,6 +7,12 @@ tfds:          any TFDS image dataset through `tfds.data_source` (ArrayRecord, n
 folder:        `root/<split>/<class>/<image>` (ImageNet as usually unpacked), with a cached
                file index; yields encoded bytes, decoded by the transforms.
 array_record:  ArrayRecord shards written by `python -m mim_jax.data.convert`.
+
+Videos (for methods taking clips; decoded by mim_jax.data.video_transforms):
+moving_fashion_mnist: the embedded default, generated from Fashion-MNIST (moving_fmnist).
+video_list:    the official `path label` / `path num_frames label` lists (video_io).
+video_folder:  `root/<split>/<class>/<video file or frame folder>` (video_io).
+video_array_record: pre-sampled JPEG clips from `python -m mim_jax.data.convert_video`.
 """
 
 import gzip
@@ -54,11 +60,19 @@ class ArraySource:
 
 
 class SyntheticSource:
-    """Random uint8 images and labels; element i is a pure function of (seed, i)."""
+    """Random uint8 images [H, W, C] (or videos [T, H, W, C] under key "video") and labels;
+    element i is a pure function of (seed, i)."""
 
-    def __init__(self, num_examples: int, shape: tuple[int, ...], num_classes: int, seed: int):
+    def __init__(
+        self,
+        num_examples: int,
+        shape: tuple[int, ...],
+        num_classes: int,
+        seed: int,
+        key: str = "image",
+    ):
         self.num_examples, self.shape = num_examples, tuple(shape)
-        self.num_classes, self.seed = num_classes, seed
+        self.num_classes, self.seed, self.key = num_classes, seed, key
 
     def __len__(self) -> int:
         return self.num_examples
@@ -66,7 +80,7 @@ class SyntheticSource:
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng((self.seed, int(index)))
         image = rng.integers(0, 256, self.shape, dtype=np.uint8)
-        return {"image": image, "label": np.int32(rng.integers(self.num_classes))}
+        return {self.key: image, "label": np.int32(rng.integers(self.num_classes))}
 
 
 class TfdsSource:
@@ -284,6 +298,11 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
         # Train and eval splits differ through the seed.
         shape = (data.image_size, data.image_size, data.channels)
         split_seed = seed if split == data.train_split else seed + 1
+        if data.num_frames:  # videos of twice the clip length, so clips start anywhere
+            shape = (2 * data.num_frames, *shape)
+            return SyntheticSource(
+                data.synthetic_examples, shape, data.num_classes, split_seed, key="video"
+            )
         return SyntheticSource(data.synthetic_examples, shape, data.num_classes, split_seed)
     if data.name == "tfds":
         return TfdsSource(data.tfds_name, split, data.tfds_data_dir)
@@ -291,7 +310,41 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
         return FolderSource(data.root, split, data.index_cache_dir)
     if data.name == "array_record":
         return ArrayRecordSource(data.root, split)
-    raise ValueError(
-        f"config.data.name={data.name!r}; valid: fashion_mnist, synthetic, tfds, folder, "
-        "array_record"
-    )
+    if data.name == "moving_fashion_mnist":
+        from mim_jax.data import moving_fmnist
+
+        return moving_fmnist.moving_fashion_mnist(
+            split, data.root, data.video_frames, data.image_size
+        )
+    if data.name == "video_list":
+        from mim_jax.data import video_io
+
+        key = "train_list" if split == data.train_split else "eval_list"
+        if not data[key]:
+            raise ValueError(f"config.data.name='video_list' needs config.data.{key}")
+        list_file = os.path.join(data.root or "", data[key])  # relative to root, if any
+        if not os.path.exists(list_file):
+            raise FileNotFoundError(f"config.data.{key}: no annotation list {list_file}")
+        return video_io.VideoListSource(list_file, data.root)
+    if data.name == "video_folder":
+        from mim_jax.data import video_io
+
+        return video_io.VideoFolderSource(data.root, split)
+    if data.name == "video_array_record":
+        from mim_jax.data import video_io
+
+        return video_io.ClipArrayRecordSource(data.root, split)
+    raise ValueError(f"config.data.name={data.name!r}; valid: {', '.join(NAMES)}")
+
+
+NAMES = (
+    "fashion_mnist",
+    "synthetic",
+    "tfds",
+    "folder",
+    "array_record",
+    "moving_fashion_mnist",
+    "video_list",
+    "video_folder",
+    "video_array_record",
+)

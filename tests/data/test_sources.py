@@ -91,6 +91,7 @@ def test_build_synthetic_splits_differ():
             synthetic_examples=6,
             train_split="train",
             eval_split="test",
+            num_frames=0,
         )
     )
     train, test = sources.build(data, "train", 0), sources.build(data, "test", 0)
