@@ -81,6 +81,24 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.max_bad_fraction = 0.5
     c.data.synthetic_examples = 4096  # size of the synthetic source ("an epoch")
 
+    # Video (methods that take clips [T, H, W, C]). `name` also takes moving_fashion_mnist
+    # (embedded default, generated from Fashion-MNIST), video_list (`path label` or `path
+    # num_frames label` lists of video files or frame folders, as Kinetics/SSv2 in the
+    # official repos) and video_array_record (pre-sampled clips, mim_jax.data.convert_video).
+    c.data.num_frames = 0  # frames per clip; 0 = images
+    c.data.sampling_rate = 4  # take every k-th frame
+    c.data.num_samples = 1  # repeated sampling: clips per decoded video (batch counts clips)
+    c.data.samples_share_frames = False  # True: the repeats differ only in crop (V2)
+    c.data.video_crop = "multiscale"  # multiscale (VideoMAE) | rrc (RandomResizedCrop, MAE-ST)
+    c.data.crop_scales = (1.0, 0.875, 0.75, 0.66)  # multiscale crop sides (x short side)
+    c.data.min_video_frames = 0  # shorter videos are skipped and counted; 0 = num_frames
+    # > 0: a clip spans sampling_rate * num_frames frames *at this fps* (MAE-ST: 30), so
+    # 25 fps videos get a fractional stride; 0: an integer stride in frames (VideoMAE).
+    c.data.target_fps = 0.0
+    c.data.train_list = config_dict.placeholder(str)  # video_list annotation files
+    c.data.eval_list = config_dict.placeholder(str)
+    c.data.video_frames = 32  # moving_fashion_mnist: frames per generated video
+
     c.batch_size = 256  # global batch per optimizer update (all devices, all micro-batches)
     c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)
     c.total_steps = config_dict.placeholder(int)
@@ -151,6 +169,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval.every_epochs = config_dict.placeholder(float)
     c.eval.at_end = True
     c.eval.baselines = False  # also evaluate raw pixels and the encoder at random init
+    c.eval.raw_pixels = True  # include raw pixels in the baselines (off for large videos)
     c.eval.features = "cls"  # cls | mean (of patch tokens)
     c.eval.batch_size = 1024
     c.eval.max_train_examples = config_dict.placeholder(int)  # None: the whole train split
@@ -160,3 +179,54 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval.linear_l2 = (1e-5, 1e-4, 1e-3, 1e-2)  # L2 grid, chosen on a held-out train split
     c.eval.linear_steps = 200  # max L-BFGS iterations per fit (stops earlier on convergence)
     return c
+
+
+# Video datasets: (classes, train list, eval list, sampling rate for 16-frame clips).
+# Lists are the official repos' `path label` CSVs (VideoMAE DATASET.md): `train.csv` and
+# `val.csv` beside the videos; sampling rate 4 for Kinetics, 2 for SSv2 (VideoMAE scripts).
+VIDEO_DATASETS = {
+    "k400": (400, "train.csv", "val.csv", 4),
+    "ssv2": (174, "train.csv", "val.csv", 2),
+}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def set_video_data(config: ml_collections.ConfigDict, data: str, variant: str) -> None:
+    """Points `config.data` at a video dataset: k400, ssv2 (annotation lists under
+    --config.data.root), folder (root/<split>/<class>/<video>), array_record (clips from
+    mim_jax.data.convert_video), synthetic (random clips, no I/O) or "" (the embedded
+    moving Fashion-MNIST, for the small default model only)."""
+    d = config.data
+    if data and data not in (*VIDEO_DATASETS, "folder", "array_record", "synthetic"):
+        valid = [*VIDEO_DATASETS, "folder", "array_record", "synthetic"]
+        raise ValueError(f"data={data!r}; valid: {valid} (or none: moving Fashion-MNIST)")
+    if data in ("", "moving_fashion_mnist"):
+        if variant:
+            raise ValueError(
+                f"variant={variant} needs data=k400|ssv2|folder|array_record|synthetic"
+            )
+        d.name = "moving_fashion_mnist"
+        d.train_split, d.eval_split = "train", "test"
+        # 32x32 frames (items of 28 px bounce within 4 px), 8-frame clips every 2nd frame
+        # of 16: 4x4x4 = 64 tokens of 2x8x8, small enough to train in minutes on a CPU.
+        d.image_size, d.channels, d.num_classes = 32, 1, 10
+        d.mean, d.std = (0.2605,), (0.3585,)  # measured over 1000 generated videos
+        d.num_frames, d.video_frames, d.sampling_rate = 8, 16, 2
+        return
+    d.image_size, d.channels = 224, 3
+    d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+    d.num_frames = 16
+    d.num_workers = 8
+    if data in VIDEO_DATASETS:
+        classes, train_list, eval_list, rate = VIDEO_DATASETS[data]
+        d.name, d.num_classes, d.sampling_rate = "video_list", classes, rate
+        d.train_list, d.eval_list = train_list, eval_list  # relative to config.data.root
+        d.train_split, d.eval_split = "train", "val"
+    elif data == "folder":
+        d.name, d.train_split, d.eval_split = "video_folder", "train", "val"
+    elif data == "array_record":
+        d.name, d.train_split, d.eval_split = "video_array_record", "train", "val"
+    elif data == "synthetic":
+        d.name, d.num_workers = "synthetic", 0
+        config.eval.at_end = False  # random labels: probes would measure nothing
+        config.eval.baselines = False

@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import ml_collections
 
 DTYPES = ("auto", "float32", "bfloat16")
-DATA_SOURCES = ("fashion_mnist", "synthetic", "tfds", "folder", "array_record")
+VIDEO_SOURCES = ("moving_fashion_mnist", "video_list", "video_folder", "video_array_record")
+IMAGE_SOURCES = ("fashion_mnist", "tfds", "folder", "array_record")
+DATA_SOURCES = (*IMAGE_SOURCES, "synthetic", *VIDEO_SOURCES)
+VIDEO_CROPS = ("multiscale", "rrc")
 POOLS = ("cls", "mean")
 ON_MAX_SKIPS = ("stop", "rollback")
 # Keys a resumed run may change without changing what it computes.
@@ -89,9 +92,42 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         d.name != "tfds" or bool(d.tfds_name), "config.data.name='tfds' needs config.data.tfds_name"
     )
     _check(
-        d.name not in ("folder", "array_record") or bool(d.root),
+        d.name not in ("folder", "array_record", "video_folder", "video_array_record")
+        or bool(d.root),
         f"config.data.name={d.name!r} needs config.data.root (the dataset directory)",
     )
+    _check(d.num_frames >= 0, f"config.data.num_frames must be >= 0, got {d.num_frames}")
+    video = methods.is_video(config.method)
+    _check(
+        video == (d.num_frames > 0),
+        f"config.method={config.method!r} takes "
+        + (
+            "clips: set config.data.num_frames > 0"
+            if video
+            else "images: config.data.num_frames must be 0"
+        ),
+    )
+    _check(
+        d.name not in VIDEO_SOURCES or video,
+        f"config.data.name={d.name!r} holds videos; config.method={config.method!r} takes images",
+    )
+    _check(
+        d.name not in IMAGE_SOURCES or not video,
+        f"config.data.name={d.name!r} holds images; config.method={config.method!r} takes clips",
+    )
+    if video:
+        _check(d.sampling_rate >= 1, "config.data.sampling_rate must be >= 1")
+        _check(d.num_samples >= 1, "config.data.num_samples must be >= 1")
+        _check(
+            d.video_crop in VIDEO_CROPS,
+            f"config.data.video_crop={d.video_crop!r}; valid: {VIDEO_CROPS}",
+        )
+        per_process = config.batch_size // jax.process_count()
+        _check(
+            per_process % d.num_samples == 0,
+            f"config.batch_size={config.batch_size} gives {per_process} clips per process, "
+            f"not divisible by config.data.num_samples={d.num_samples} (clips per video)",
+        )
     _check(0 <= d.max_bad_fraction <= 1, "config.data.max_bad_fraction must be in [0, 1]")
     _check(
         len(d.mean) == len(d.std) == d.channels,

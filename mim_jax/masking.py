@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class MaskSpec(NamedTuple):
@@ -56,3 +57,75 @@ def random_masking(key: jax.Array, batch: int, num_tokens: int, mask_ratio: floa
 def gather_tokens(x: jax.Array, ids: jax.Array) -> jax.Array:
     """x [B, L, D], ids [B, K] -> [B, K, D]."""
     return jnp.take_along_axis(x, ids[..., None], axis=1)
+
+
+def mask_from_bool(mask: jax.Array, num_keep: int) -> MaskSpec:
+    """MaskSpec of a boolean mask [B, L] (True = masked) with exactly `num_keep` False per row.
+
+    Visible tokens keep their original order (ascending index), as in VideoMAE, where the
+    encoder takes `x[~mask]`; `ids_restore` then puts [visible, masked] back in place.
+    """
+    ids_shuffle = jnp.argsort(mask.astype(jnp.int32), axis=1, stable=True)  # visible first
+    ids_restore = jnp.argsort(ids_shuffle, axis=1)
+    return MaskSpec(
+        ids_keep=ids_shuffle[:, :num_keep].astype(jnp.int32),
+        ids_restore=ids_restore.astype(jnp.int32),
+        mask=mask.astype(jnp.float32),
+    )
+
+
+def tube_mask(noise: jax.Array, num_frames: int, mask_ratio: float) -> jax.Array:
+    """VideoMAE tube masking: one random spatial mask repeated over all temporal positions.
+
+    noise [B, H*W] -> bool [B, T*H*W] (True = masked), token order (t, h, w). Masks
+    `int(ratio * H*W)` patches per frame, as `TubeMaskingGenerator` (VideoMAE
+    masking_generator.py), so 0.9 of 14x14 masks 176 and keeps 20 per frame.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    per_frame = noise.shape[1]
+    num_masked = int(mask_ratio * per_frame)
+    rank = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)  # a uniform random permutation
+    spatial = rank >= per_frame - num_masked  # [B, H*W]
+    return jnp.tile(spatial, (1, num_frames))
+
+
+def tube_masking(
+    key: jax.Array, batch: int, grid: tuple[int, int, int], mask_ratio: float
+) -> MaskSpec:
+    """Tube masking over a (T, H, W) token grid, independently per sample."""
+    t, h, w = grid
+    mask = tube_mask(jax.random.uniform(key, (batch, h * w)), t, mask_ratio)
+    return mask_from_bool(mask, t * (h * w - int(mask_ratio * h * w)))
+
+
+def running_cell_patterns(grid: tuple[int, int, int], mask_ratio: float = 0.5) -> np.ndarray:
+    """All VideoMAE V2 running-cell decoder masks: bool [4, T*H*W] (True = not decoded).
+
+    A 2x2 cell holds the queue [1]*m + [0]*(4-m), m = int(4 * ratio); each temporal step
+    rotates it by one, and the cell is tiled over the H x W grid. Pattern p starts at
+    pointer p (V2 masking_generator.py `RunningCellMaskingGenerator` / `Cell`).
+    """
+    t, h, w = grid
+    masked = int(4 * mask_ratio)
+    if not 0 < masked < 4:
+        raise ValueError(f"running-cell mask_ratio must give 1-3 of 4 cells, got {mask_ratio}")
+    if h % 2 or w % 2:
+        raise ValueError(f"running-cell masking needs an even spatial grid, got {h}x{w}")
+    queue = np.array([1] * masked + [0] * (4 - masked), bool)
+    patterns = []
+    for start in range(4):
+        frames = []
+        for step in range(1, t + 1):  # the pointer advances before each frame's cell is read
+            cell = queue[(np.arange(4) + start + step) % 4].reshape(2, 2)
+            frames.append(np.tile(cell, (h // 2, w // 2)).reshape(-1))
+        patterns.append(np.concatenate(frames))
+    return np.stack(patterns)
+
+
+def running_cell_mask(
+    key: jax.Array, batch: int, grid: tuple[int, int, int], mask_ratio: float = 0.5
+) -> jax.Array:
+    """One random running-cell pattern per sample: bool [B, T*H*W] (True = not decoded)."""
+    patterns = jnp.asarray(running_cell_patterns(grid, mask_ratio))
+    return patterns[jax.random.randint(key, (batch,), 0, len(patterns))]

@@ -1,5 +1,6 @@
 """Optimizers and learning-rate schedules (optax)."""
 
+import functools
 import math
 
 import jax
@@ -26,24 +27,39 @@ def warmup_cosine(
     return schedule
 
 
-def decay_mask(params):
-    """True where weight decay applies: >= 2-D tensors.
+def decay_mask(params, skip: tuple[str, ...] = ()):
+    """True where weight decay applies: >= 2-D tensors outside the top-level names `skip`.
 
     timm's `param_groups_weight_decay` (used by MAE) exempts 1-D params and biases; the
-    cls and mask tokens are [1, 1, D], so the official recipe does decay them.
+    cls and mask tokens are [1, 1, D], so MAE does decay them. Methods whose official
+    optimizer skips named params (VideoMAE: `no_weight_decay()`) list them in `skip`.
     """
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    return {
+        name: jax.tree.map(lambda p, decay=name not in skip: decay and p.ndim > 1, sub)
+        for name, sub in params.items()
+    }
 
 
 def peak_lr(config: ml_collections.ConfigDict) -> float:
-    """The linear scaling rule: lr = base_lr * batch_size / lr_base_batch."""
-    return config.optim.base_lr * config.batch_size / config.optim.lr_base_batch
+    """The linear scaling rule: lr = base_lr * examples per step / lr_base_batch.
+
+    With repeated sampling (video `data.num_samples` clips per video) the examples are
+    videos, batch_size / num_samples, as MAE-ST (`repeat_aug`) and VideoMAE V2
+    (`num_sample`) compute it: their lr ignores the repeats.
+    """
+    d = config.data
+    examples = config.batch_size // (d.num_samples if d.num_frames else 1)
+    return config.optim.base_lr * examples / config.optim.lr_base_batch
 
 
 def make(
-    config: ml_collections.ConfigDict, total_steps: int, warmup_steps: int
+    config: ml_collections.ConfigDict,
+    total_steps: int,
+    warmup_steps: int,
+    no_weight_decay: tuple[str, ...] = (),
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with the decay mask, optional global-norm clipping, and its lr schedule."""
+    """AdamW with the decay mask (minus the top-level params `no_weight_decay`), optional
+    global-norm clipping, and its lr schedule."""
     o = config.optim
     schedule = warmup_cosine(peak_lr(config), total_steps, warmup_steps, o.min_lr)
     parts = []
@@ -51,7 +67,12 @@ def make(
         parts.append(optax.clip_by_global_norm(o.grad_clip))
     parts.append(
         optax.adamw(
-            schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay, mask=decay_mask
+            schedule,
+            b1=o.b1,
+            b2=o.b2,
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+            mask=functools.partial(decay_mask, skip=tuple(no_weight_decay)),
         )
     )
     return optax.chain(*parts), schedule

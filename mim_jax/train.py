@@ -179,7 +179,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     # -- Data
     d = config.data
     train_source = sources.build(d, d.train_split, config.seed)
-    steps_per_epoch = len(train_source) // config.batch_size
+    # An epoch is one pass over the examples; a video gives num_samples clips (rows).
+    per_example = d.num_samples if d.num_frames else 1
+    steps_per_epoch = len(train_source) * per_example // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
             f"config.batch_size={config.batch_size} exceeds the {len(train_source)} examples "
@@ -194,7 +196,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     def make_data_iter(meta: dict) -> pipeline.DevicePrefetcher:
         seed = data_seed(config.seed, meta.get("rollbacks", 0))
         host_iter = iter(pipeline.train_dataset(train_source, d, config.batch_size, seed))
-        return pipeline.DevicePrefetcher(host_iter, mesh, d.device_prefetch, d.max_bad_fraction)
+        rows = d.num_samples if d.num_frames else 1
+        return pipeline.DevicePrefetcher(
+            host_iter, mesh, d.device_prefetch, d.max_bad_fraction, rows_per_element=rows
+        )
 
     # -- Checkpoints: a workdir holding another config's run stops here.
     ckpt = checkpoint.Checkpointer(
@@ -210,11 +215,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     # -- Method, optimizer and the sharded state
     method = methods.build(config)
-    tx, schedule = optim.make(config, total_steps, warmup_steps)
+    tx, schedule = optim.make(
+        config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ())
+    )
     example = {
-        "image": jax.ShapeDtypeStruct(
-            (config.batch_size, d.image_size, d.image_size, d.channels), jnp.float32
-        )
+        "image": jax.ShapeDtypeStruct((config.batch_size, *pipeline.input_shape(d)), jnp.float32)
     }
 
     init = lambda seed_key: initial_state(method, tx, seed_key, example)
@@ -289,12 +294,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             train_source=train_source,
             eval_source=eval_source,
         )
-        if config.eval.baselines and "raw_pixels" not in summary:
-            summary["raw_pixels"] = evaluator.raw_pixels()
+        if config.eval.baselines and "random_init" not in summary:
+            if config.eval.raw_pixels:
+                summary["raw_pixels"] = evaluator.raw_pixels()
             summary["random_init"] = evaluator.evaluate(init_fn(seed_key)["params"])
             logging.info(
                 "baselines: raw pixels %s | random init %s",
-                summary["raw_pixels"],
+                summary.get("raw_pixels", "(off)"),
                 summary["random_init"],
             )
             _write_json(summary_path, summary)

@@ -134,3 +134,41 @@ def test_folder_data_needs_a_root_and_a_variant():
         config_lib.validate(config, 1)
     with pytest.raises(ValueError, match="needs a variant"):
         mae_config.get_config("data=array_record")
+
+
+def test_video_method_needs_clips_and_image_method_images():
+    from configs import mae, videomae
+
+    config = videomae.get_config()
+    config.data.num_frames = 0
+    with pytest.raises(ValueError, match="takes clips"):
+        config_lib.validate(config, 1)
+    config = mae.get_config()
+    config.data.num_frames = 8
+    with pytest.raises(ValueError, match="takes images"):
+        config_lib.validate(config, 1)
+
+
+def test_clips_per_process_must_divide_by_num_samples():
+    from configs import mae_st
+
+    config = mae_st.get_config()
+    config.batch_size = 66  # 4 samples per video
+    with pytest.raises(ValueError, match="num_samples"):
+        config_lib.validate(config, 1)
+
+
+def test_video_recipes_follow_the_official_scripts():
+    from configs import mae_st, videomae, videomae_v2
+    from mim_jax import optim
+
+    k400 = videomae.get_config("variant=B/16,data=k400")
+    assert (k400.data.sampling_rate, k400.model.mask_ratio, k400.data.flip) == (4, 0.9, False)
+    assert optim.peak_lr(k400) == pytest.approx(1.2e-3)  # 1.5e-4 x 2048 / 256
+    assert videomae.get_config("variant=B/16,data=ssv2").data.sampling_rate == 2
+    g = videomae_v2.get_config("variant=g/14,data=k400")
+    assert (g.model.decoder_mask_ratio, g.optim.grad_clip, g.data.num_samples) == (0.5, 0.02, 4)
+    assert optim.peak_lr(g) == pytest.approx(4.8e-3)  # 6e-4 x 2048 videos / 256
+    st = mae_st.get_config("variant=L/16,data=k400")
+    assert (st.data.num_samples, st.optim.grad_clip, st.model.mask_ratio) == (4, 0.02, 0.9)
+    assert optim.peak_lr(st) == pytest.approx(1.6e-3 * 128 / 256)  # repeats not counted

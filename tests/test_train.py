@@ -199,3 +199,62 @@ def test_trains_on_an_image_folder_skipping_a_corrupt_file(tmp_path):
     logged = [m for m in read_metrics(tmp_path / "run") if "loss" in m]
     assert logged[-1]["step"] == 12 and logged[-1]["bad_examples"] >= 1  # 40 good per epoch
     assert 0.0 <= summary["knn_top1"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["videomae", "videomae_v2", "mae_st"])
+def test_video_methods_train_on_8_devices(name, tmp_path):
+    """Sharded steps of each video method on synthetic clips, with repeated sampling (2
+    clips per video) and a reconstruction strip."""
+    import importlib
+
+    config = importlib.import_module(f"configs.{name}").get_config("data=synthetic")
+    config.data.update(image_size=16, channels=3, num_frames=4, sampling_rate=2, num_samples=2)
+    config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
+    config.data.synthetic_examples = 64
+    config.model.update(patch_size=8, width=32, depth=1, num_heads=2, decoder_width=16)
+    config.model.update(decoder_depth=1, decoder_heads=2)
+    if name == "mae_st":
+        config.model.pred_t_dim = 2
+    config.batch_size = 16
+    config.total_epochs, config.total_steps = None, 4
+    config.optim.warmup_epochs, config.optim.warmup_steps = None, 1
+    config.ckpt.every_epochs, config.viz.every_epochs = None, None
+    config.viz.every_steps, config.viz.num_images = 4, 2
+    config.log_every_steps = 2
+    summary = train.train_and_evaluate(config, tmp_path)
+    assert "knn_top1" not in summary  # synthetic labels: no probes
+    losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    strip = Image.open(tmp_path / "reconstructions" / "step_0000004.png")
+    frames = 2 if name == "mae_st" else 4  # MAE-ST shows its pred_t_dim frames
+    assert strip.width > frames * 16 and strip.height > 2 * 4 * 16  # 2 clips x 4 views
+
+
+def test_videomae_trains_on_mp4_files_and_skips_a_corrupt_one(tmp_path):
+    """data=folder: root/<split>/<class>/<video>; a broken file is skipped and counted."""
+    from configs import videomae as videomae_config
+    from tests.data.test_video_io import write_video
+
+    root = tmp_path / "videos"
+    for split, per_class in (("train", 6), ("val", 2)):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(per_class):
+                write_video(root / split / label / f"{i}.mp4", n=20)
+    (root / "train" / "a" / "broken.mp4").write_bytes(b"not a video" * 100)
+    config = videomae_config.get_config("variant=S/16,data=folder")
+    config.data.update(root=str(root), image_size=16, num_frames=4, sampling_rate=2)
+    config.data.update(num_workers=0, max_bad_fraction=0.9)
+    config.model.update(patch_size=8, width=32, depth=1, num_heads=2, decoder_width=16)
+    config.model.update(decoder_depth=1, decoder_heads=2)
+    config.dtype = "float32"
+    config.batch_size = 8
+    config.total_epochs, config.total_steps = None, 3
+    config.optim.warmup_epochs, config.optim.warmup_steps = None, 1
+    config.ckpt.every_epochs, config.viz.every_epochs = None, None
+    config.log_every_steps = 1
+    config.eval.update(at_end=True, batch_size=8, linear_l2=(1e-3,), knn_k=3)
+    summary = train.train_and_evaluate(config, tmp_path / "work")
+    metrics = read_metrics(tmp_path / "work")
+    assert sum(m.get("bad_examples", 0) for m in metrics) >= 1  # 13 files, 12 good
+    assert 0.0 <= summary["knn_top1"] <= 1.0 and "linear_top1" in summary

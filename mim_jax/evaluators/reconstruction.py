@@ -1,4 +1,5 @@
-"""PNG grids of reconstructions: one row per image, one column per view."""
+"""PNG grids of reconstructions: images as one row per image and one column per view;
+clips as strips, one row per (clip, view) with the frames side by side."""
 
 from pathlib import Path
 
@@ -30,8 +31,36 @@ def grid_image(columns: dict[str, np.ndarray], pad: int = 2) -> Image.Image:
     return grid
 
 
+def strip_image(views: dict[str, np.ndarray], pad: int = 2, gap: int = 6) -> Image.Image:
+    """views: title -> uint8 clips [B, T, H, W, C]. For each clip, one row per view (its
+    title on the left) with the T frames side by side; clips are separated by a gap."""
+    first = next(iter(views.values()))
+    b, t, h, w = first.shape[:4]
+    scale = max(1, -(-MIN_CELL // 2 // max(h, w)))  # strips are wide: half the image cell
+    ch, cw = h * scale, w * scale
+    label = 8 + 6 * max(len(k) for k in views)
+    rows = b * len(views)
+    width = label + t * (cw + pad) + pad
+    grid = Image.new("RGB", (width, rows * (ch + pad) + (b - 1) * gap + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    y = pad
+    for clip in range(b):
+        for title, clips in views.items():
+            draw.text((2, y + ch // 2 - 5), title, fill="black")
+            for frame in range(t):
+                image = clips[clip, frame]
+                image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+                tile = Image.fromarray(image).resize((cw, ch), Image.Resampling.NEAREST)
+                grid.paste(tile, (label + frame * (cw + pad), y))
+            y += ch + pad
+        y += gap
+    return grid
+
+
 def save_grid(columns: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Writes the views as an image grid ([B, H, W, C]) or clip strips ([B, T, H, W, C])."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image(columns).save(path)
+    clips = next(iter(columns.values())).ndim == 5
+    (strip_image(columns) if clips else grid_image(columns)).save(path)
     return path

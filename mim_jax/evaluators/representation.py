@@ -22,7 +22,7 @@ class _Split:
     def __init__(self, source, data, batch_size: int, max_examples: int | None):
         self._args = (source, data, batch_size, max_examples)
         n = len(source) if max_examples is None else min(max_examples, len(source))
-        size = n * data.image_size**2 * data.channels
+        size = n * int(np.prod(pipeline.input_shape(data)))
         self._cache = [] if size <= CACHE_BYTES else None
         self._cached = False
 

@@ -5,12 +5,24 @@ from collections.abc import Callable
 
 import ml_collections
 
-from mim_jax.methods import mae
+from mim_jax.methods import mae, mae_st, videomae
 
 # name -> factory(config) building the method object.
 METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
     "mae": mae.from_config,
+    "mae_st": mae_st.from_config,
+    "videomae": videomae.from_config,
+    # VideoMAE V2 is VideoMAE with the running-cell decoder mask (model.decoder_mask_ratio).
+    "videomae_v2": videomae.from_config,
 }
+
+
+# Methods whose inputs are clips [B, T, H, W, C] (config.data.num_frames > 0).
+VIDEO_METHODS = ("mae_st", "videomae", "videomae_v2")
+
+
+def is_video(name: str) -> bool:
+    return name in VIDEO_METHODS
 
 
 def check_name(name: str) -> None:

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mim_jax import config_lib, masking, targets
+from mim_jax import masking, targets
+from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.patch import PatchEmbed, patchify, unpatchify
 from mim_jax.models.vit import Encoder, dense_init, token_init
@@ -117,7 +118,7 @@ class MaskedAutoencoder(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MAE:
+class MAE(base.PixelMethod):
     """The method interface the trainer and evaluators use (pure functions of params)."""
 
     model: MaskedAutoencoder
@@ -125,11 +126,6 @@ class MAE:
     reconstruction_views = ("original", "masked", "reconstruction", "recon + visible")
     # Top-level params of the encoder (what `--mode=export` writes; the rest is decoder).
     encoder_keys = ("patch_embed", "cls_token", "encoder")
-
-    def init(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> Params:
-        images = jnp.zeros((1, *batch["image"].shape[1:]), jnp.float32)
-        rngs = dict(zip(("params", "masking"), jax.random.split(rng)))
-        return self.model.init(rngs, images, train=False)["params"]
 
     def forward(
         self,
@@ -155,11 +151,7 @@ class MAE:
     def features(self, params: Params, images: jax.Array, pool: str = "cls") -> jax.Array:
         """Unmasked encoder features [B, D]: the cls token or the mean of patch tokens."""
         x = self.model.apply({"params": params}, images, method=MaskedAutoencoder.encode)
-        if pool == "cls":
-            return x[:, 0]
-        if pool == "mean":
-            return x[:, 1:].mean(axis=1)
-        raise ValueError(f"eval.features must be 'cls' or 'mean', got {pool!r}")
+        return base.pool_tokens(x, pool)
 
     def reconstruct(
         self, params: Params, images: jax.Array, rngs: Mapping[str, jax.Array]
@@ -181,22 +173,4 @@ class MAE:
 
 def from_config(config: ml_collections.ConfigDict) -> MAE:
     """MAE from `config.model` plus the input geometry in `config.data`."""
-    m = config.model
-    size = config.data.image_size
-    return MAE(
-        MaskedAutoencoder(
-            image_size=(size, size),
-            channels=config.data.channels,
-            patch_size=m.patch_size,
-            width=m.width,
-            depth=m.depth,
-            num_heads=m.num_heads,
-            decoder_width=m.decoder_width,
-            decoder_depth=m.decoder_depth,
-            decoder_heads=m.decoder_heads,
-            mlp_ratio=m.mlp_ratio,
-            mask_ratio=m.mask_ratio,
-            norm_pix_loss=m.norm_pix_loss,
-            dtype=config_lib.compute_dtype(config.dtype),
-        )
-    )
+    return MAE(base.build_model(MaskedAutoencoder, config))

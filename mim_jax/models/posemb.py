@@ -26,3 +26,15 @@ def sincos_2d(dim: int, grid: tuple[int, int], cls_token: bool = False) -> np.nd
     if cls_token:
         table = np.concatenate([np.zeros((1, dim)), table], axis=0)
     return table.astype(np.float32)
+
+
+def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
+    """[N, dim] float32 1-D table of the Transformer paper, sin on even and cos on odd
+    channels (interleaved), angle = pos / 10000^(2*(j//2)/dim): VideoMAE's
+    `get_sinusoid_encoding_table`, over the flattened (t, h, w) token sequence."""
+    j = np.arange(dim)
+    angles = np.arange(num_positions, dtype=np.float64)[:, None] / np.power(
+        10000, 2 * (j // 2) / dim
+    )
+    table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
+    return table.astype(np.float32)

@@ -14,6 +14,14 @@ from mim_jax.models.patch import PatchEmbed
 dense_init = nn.initializers.xavier_uniform()
 token_init = nn.initializers.normal(stddev=0.02)  # cls/mask tokens: normal(std=.02)
 LN_EPS = 1e-6
+QKV_BIAS = ("qkv", "qv", "none")
+
+
+def split_qkv_init(key, shape, dtype=jnp.float32):
+    """A fused [D, 3D] qkv kernel initialised as three xavier-uniform [D, D] Linears."""
+    d = shape[0]
+    keys = jax.random.split(key, 3)
+    return jnp.concatenate([dense_init(k, (d, d), dtype) for k in keys], axis=1)
 
 
 def layer_norm(name: str, dtype) -> nn.LayerNorm:
@@ -38,19 +46,30 @@ class Mlp(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection: [B, N, D] -> [B, N, D].
 
-    `implementation` is passed to `jax.nn.dot_product_attention` (None: XLA picks).
+    `qkv_bias`: "qkv" (timm/MAE), "qv" (VideoMAE: learned q and v biases, k bias fixed at
+    zero) or "none". `implementation` goes to `jax.nn.dot_product_attention` (None: XLA).
     """
 
     num_heads: int
     dtype: jnp.dtype = jnp.float32
     implementation: str | None = None
+    qkv_bias: str = "qkv"
+    split_init: bool = False  # xavier per q/k/v [D, D] (separate Linears, MAE-ST)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n, d = x.shape
         if d % self.num_heads:
             raise ValueError(f"width {d} is not divisible by num_heads={self.num_heads}")
-        qkv = nn.Dense(3 * d, kernel_init=dense_init, dtype=self.dtype, name="qkv")(x)
+        if self.qkv_bias not in QKV_BIAS:
+            raise ValueError(f"qkv_bias must be one of {QKV_BIAS}, got {self.qkv_bias!r}")
+        fused = self.qkv_bias == "qkv"
+        init = split_qkv_init if self.split_init else dense_init
+        qkv = nn.Dense(3 * d, use_bias=fused, kernel_init=init, dtype=self.dtype, name="qkv")(x)
+        if self.qkv_bias == "qv":
+            q_bias = self.param("q_bias", nn.initializers.zeros, (d,))
+            v_bias = self.param("v_bias", nn.initializers.zeros, (d,))
+            qkv = qkv + jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
         # timm's split order: [B, N, 3, heads, head_dim]
         q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads), 2, 0)
         out = jax.nn.dot_product_attention(q, k, v, implementation=self.implementation)
@@ -65,6 +84,8 @@ class Block(nn.Module):
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    qkv_bias: str = "qkv"
+    split_init: bool = False
 
     def _drop_path(self, x: jax.Array, train: bool) -> jax.Array:
         if not train or self.drop_path == 0.0:
@@ -76,9 +97,14 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        y = Attention(self.num_heads, dtype=self.dtype, name="attn")(
-            layer_norm("norm1", self.dtype)(x)
+        attn = Attention(
+            self.num_heads,
+            dtype=self.dtype,
+            qkv_bias=self.qkv_bias,
+            split_init=self.split_init,
+            name="attn",
         )
+        y = attn(layer_norm("norm1", self.dtype)(x))
         x = x + self._drop_path(y, train)
         hidden = int(x.shape[-1] * self.mlp_ratio)
         y = Mlp(hidden, dtype=self.dtype, name="mlp")(layer_norm("norm2", self.dtype)(x))
@@ -97,13 +123,21 @@ class Encoder(nn.Module):
     drop_path: float = 0.0
     dtype: jnp.dtype = jnp.float32
     final_norm: bool = True
+    qkv_bias: str = "qkv"
+    split_init: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth else []
         for i, rate in enumerate(rates):
             x = Block(
-                self.num_heads, self.mlp_ratio, float(rate), dtype=self.dtype, name=f"blocks_{i}"
+                self.num_heads,
+                self.mlp_ratio,
+                float(rate),
+                dtype=self.dtype,
+                qkv_bias=self.qkv_bias,
+                split_init=self.split_init,
+                name=f"blocks_{i}",
             )(x, train)
         return layer_norm("norm", self.dtype)(x) if self.final_norm else x
 
