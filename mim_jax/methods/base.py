@@ -67,3 +67,35 @@ class PixelMethod:
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         out = self.forward(params, batch["image"], rngs, train=train)
         return out["loss"], {}
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseMaskedMethod(PixelMethod):
+    """A method whose model masks by argsort of per-token noise (MAE, MAE-ST) and has an
+    `encode` giving [B, 1 + N, D] with the cls token first."""
+
+    def forward(
+        self,
+        params: Params,
+        inputs: jax.Array,
+        rngs: Mapping[str, jax.Array] | None = None,
+        noise: jax.Array | None = None,
+        train: bool = False,
+    ) -> dict[str, jax.Array]:
+        """Full pretraining forward (loss, pred, mask, latent), with the masking noise
+        [B, L] given explicitly or drawn from rngs["masking"]: the parity API."""
+        return self.model.apply({"params": params}, inputs, noise, train, rngs=rngs)
+
+    def loss(
+        self,
+        params: Params,
+        batch: Mapping[str, jax.Array],
+        rngs: Mapping[str, jax.Array],
+        train: bool = True,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        out = self.forward(params, batch["image"], rngs, batch.get("mask_noise"), train)
+        return out["loss"], {}
+
+    def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
+        """Unmasked encoder features [B, D]: the cls token or the mean of the others."""
+        return pool_tokens(self.model.apply({"params": params}, inputs, method="encode"), pool)

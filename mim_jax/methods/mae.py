@@ -118,7 +118,7 @@ class MaskedAutoencoder(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MAE(base.PixelMethod):
+class MAE(base.NoiseMaskedMethod):
     """The method interface the trainer and evaluators use (pure functions of params)."""
 
     model: MaskedAutoencoder
@@ -126,32 +126,6 @@ class MAE(base.PixelMethod):
     reconstruction_views = ("original", "masked", "reconstruction", "recon + visible")
     # Top-level params of the encoder (what `--mode=export` writes; the rest is decoder).
     encoder_keys = ("patch_embed", "cls_token", "encoder")
-
-    def forward(
-        self,
-        params: Params,
-        images: jax.Array,
-        rngs: Mapping[str, jax.Array] | None = None,
-        noise: jax.Array | None = None,
-        train: bool = False,
-    ) -> dict[str, jax.Array]:
-        """Full pretraining forward (loss, pred, mask, latent): the parity API."""
-        return self.model.apply({"params": params}, images, noise, train, rngs=rngs)
-
-    def loss(
-        self,
-        params: Params,
-        batch: Mapping[str, jax.Array],
-        rngs: Mapping[str, jax.Array],
-        train: bool = True,
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        out = self.forward(params, batch["image"], rngs, batch.get("mask_noise"), train)
-        return out["loss"], {}
-
-    def features(self, params: Params, images: jax.Array, pool: str = "cls") -> jax.Array:
-        """Unmasked encoder features [B, D]: the cls token or the mean of patch tokens."""
-        x = self.model.apply({"params": params}, images, method=MaskedAutoencoder.encode)
-        return base.pool_tokens(x, pool)
 
     def reconstruct(
         self, params: Params, images: jax.Array, rngs: Mapping[str, jax.Array]

@@ -166,28 +166,12 @@ class MAESTModel(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MAEST(base.PixelMethod):
+class MAEST(base.NoiseMaskedMethod):
     """The method interface for MAE-ST (pure functions of params)."""
 
     model: MAESTModel
     reconstruction_views = ("original", "masked", "reconstruction", "recon + visible")
     encoder_keys = ("patch_embed", "cls_token", "pos_embed", "encoder")
-
-    def forward(
-        self,
-        params: Params,
-        videos: jax.Array,
-        rngs: Mapping[str, jax.Array] | None = None,
-        noise: jax.Array | None = None,
-        train: bool = False,
-    ) -> dict[str, jax.Array]:
-        """Full pretraining forward with optional explicit noise: the parity API."""
-        return self.model.apply({"params": params}, videos, noise, train, rngs=rngs)
-
-    def features(self, params: Params, videos: jax.Array, pool: str = "cls") -> jax.Array:
-        """Unmasked encoder features [B, D]: the cls token or the mean of the other tokens."""
-        x = self.model.apply({"params": params}, videos, method=MAESTModel.encode)
-        return base.pool_tokens(x, pool)
 
     def reconstruct(
         self, params: Params, videos: jax.Array, rngs: Mapping[str, jax.Array]
