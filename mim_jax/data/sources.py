@@ -200,12 +200,15 @@ def pack_record(encoded: bytes, label: int, path: str) -> bytes:
     return msgpack.packb({"encoded": encoded, "label": int(label), "path": path})
 
 
-def array_record_files(root: str | os.PathLike, split: str) -> list[str]:
+def array_record_files(
+    root: str | os.PathLike, split: str, writer: str = "mim_jax.data.convert --src=FOLDER"
+) -> list[str]:
+    """The shard files of `split` listed in `root/dataset_info.json` (written by `writer`)."""
     info_path = Path(root) / "dataset_info.json"
     if not info_path.exists():
         raise FileNotFoundError(
             f"config.data.root={str(root)!r}: no dataset_info.json (write one with "
-            "`python -m mim_jax.data.convert --src=FOLDER --dst=DIR`)"
+            f"`python -m {writer} --dst=DIR`)"
         )
     splits = json.loads(info_path.read_text())["splits"]
     if split not in splits:
@@ -214,10 +217,14 @@ def array_record_files(root: str | os.PathLike, split: str) -> list[str]:
 
 
 class ArrayRecordSource:
-    """ArrayRecord shards of `pack_record`s (see mim_jax.data.convert), random access."""
+    """ArrayRecord shards of msgpack records {FIELD, "label", "path"}, random access:
+    images from mim_jax.data.convert (`pack_record`, FIELD "encoded")."""
+
+    FIELD = "encoded"
+    WRITER = "mim_jax.data.convert --src=FOLDER"
 
     def __init__(self, root: str, split: str):
-        self.files = array_record_files(root, split)
+        self.files = array_record_files(root, split, self.WRITER)
         self._source = grain.sources.ArrayRecordDataSource(self.files)
 
     def __len__(self) -> int:
@@ -226,7 +233,7 @@ class ArrayRecordSource:
     def __getitem__(self, index: int) -> dict:
         record = msgpack.unpackb(self._source[index])
         return {
-            "encoded": record["encoded"],
+            self.FIELD: record[self.FIELD],
             "label": np.int32(record["label"]),
             "path": record["path"],
         }

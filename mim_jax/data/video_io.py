@@ -19,7 +19,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import grain
 import msgpack
 import numpy as np
 
@@ -402,27 +401,9 @@ def pack_clip(frames_jpeg: list[bytes], label: int, path: str, clip: int) -> byt
     )
 
 
-class ClipArrayRecordSource:
+class ClipArrayRecordSource(sources.ArrayRecordSource):
     """ArrayRecord shards of `pack_clip`s (see mim_jax.data.convert_video), random access:
     {"frames": list of JPEG bytes, "label", "path"}."""
 
-    def __init__(self, root: str, split: str):
-        try:
-            self.files = sources.array_record_files(root, split)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(
-                f"config.data.root={root!r}: no dataset_info.json (write one with "
-                "`python -m mim_jax.data.convert_video --list=LIST --dst=DIR`)"
-            ) from e
-        self._source = grain.sources.ArrayRecordDataSource(self.files)
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def __getitem__(self, index: int) -> dict:
-        record = msgpack.unpackb(self._source[index])
-        return {
-            "frames": record["frames"],
-            "label": np.int32(record["label"]),
-            "path": record["path"],
-        }
+    FIELD = "frames"
+    WRITER = "mim_jax.data.convert_video --list=LIST"

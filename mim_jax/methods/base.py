@@ -9,8 +9,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from mim_jax import config_lib
+from mim_jax.models.patch import video_grid
 
 Params = Any
 
@@ -35,6 +37,45 @@ def build_model(cls: type[nn.Module], config: ml_collections.ConfigDict) -> nn.M
         elif field.name in geometry:
             kwargs[field.name] = geometry[field.name]
     return cls(**kwargs)
+
+
+def reconstruction_views(
+    patches: jax.Array, pred: jax.Array, mask: jax.Array, to_image
+) -> dict[str, jax.Array]:
+    """The reconstruction grid's views from target patches and pixel-space predictions
+    [B, L, P], mask [B, L] (1 = hidden) and `to_image` (patches -> images or clips)."""
+    mask = mask[..., None]
+    return {
+        "original": to_image(patches),
+        "masked": to_image(patches * (1 - mask)),
+        "reconstruction": to_image(pred),
+        "recon + visible": to_image(pred * mask + patches * (1 - mask)),
+    }
+
+
+class VideoAutoencoder(nn.Module):
+    """Fields and token grid shared by the video models: clips [B, T, H, W, C] cut into
+    tubelet x patch x patch cubes, an encoder and a decoder."""
+
+    num_frames: int
+    image_size: tuple[int, int]
+    channels: int
+    tubelet: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    decoder_width: int
+    decoder_depth: int
+    decoder_heads: int
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return video_grid(self.num_frames, self.image_size, self.tubelet, self.patch_size)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(np.prod(self.grid))
 
 
 def pool_tokens(x: jax.Array, pool: str) -> jax.Array:
@@ -65,8 +106,13 @@ class PixelMethod:
         rngs: Mapping[str, jax.Array],
         train: bool = True,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        out = self.forward(params, batch["image"], rngs, train=train)
+        out = self.forward(params, batch["image"], rngs, train=train, **self.given_masks(batch))
         return out["loss"], {}
+
+    def given_masks(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """forward() keyword arguments fixing the masking from the batch (none by default)."""
+        del batch
+        return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +132,9 @@ class NoiseMaskedMethod(PixelMethod):
         [B, L] given explicitly or drawn from rngs["masking"]: the parity API."""
         return self.model.apply({"params": params}, inputs, noise, train, rngs=rngs)
 
-    def loss(
-        self,
-        params: Params,
-        batch: Mapping[str, jax.Array],
-        rngs: Mapping[str, jax.Array],
-        train: bool = True,
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        out = self.forward(params, batch["image"], rngs, batch.get("mask_noise"), train)
-        return out["loss"], {}
+    def given_masks(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """A batch may carry the masking noise ("mask_noise" [B, L]), e.g. for parity."""
+        return {"noise": batch["mask_noise"]} if "mask_noise" in batch else {}
 
     def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
         """Unmasked encoder features [B, D]: the cls token or the mean of the others."""

@@ -135,14 +135,8 @@ class MAE(base.NoiseMaskedMethod):
         m = self.model
         patches = patchify(images, m.patch_size)
         pred = targets.denormalize_predictions(out["pred"], patches, m.norm_pix_loss)
-        mask = out["mask"][..., None]  # [B, L, 1]
         to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
-        return {
-            "original": images,
-            "masked": to_image(patches * (1 - mask)),
-            "reconstruction": to_image(pred),
-            "recon + visible": to_image(pred * mask + patches * (1 - mask)),
-        }
+        return base.reconstruction_views(patches, pred, out["mask"], to_image)
 
 
 def from_config(config: ml_collections.ConfigDict) -> MAE:

@@ -21,7 +21,7 @@ import numpy as np
 
 from mim_jax import masking, targets
 from mim_jax.methods import base
-from mim_jax.models.patch import TubeletEmbed, patchify_video, unpatchify_video, video_grid
+from mim_jax.models.patch import TubeletEmbed, patchify_video, unpatchify_video
 from mim_jax.models.vit import Encoder, dense_init
 
 Params = Any
@@ -55,33 +55,14 @@ class SeparablePosEmbed(nn.Module):
         return table
 
 
-class MAESTModel(nn.Module):
+class MAESTModel(base.VideoAutoencoder):
     """MAE-ST encoder + decoder on clips [B, T, H, W, C] (normalised)."""
 
-    num_frames: int
-    image_size: tuple[int, int]
-    channels: int
-    tubelet: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
-    decoder_width: int
-    decoder_depth: int
-    decoder_heads: int
     mlp_ratio: float = 4.0
     mask_ratio: float = 0.9
     pred_t_dim: int = 8
     norm_pix_loss: bool = True
     dtype: jnp.dtype = jnp.float32
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        return video_grid(self.num_frames, self.image_size, self.tubelet, self.patch_size)
-
-    @property
-    def num_tokens(self) -> int:
-        return int(np.prod(self.grid))
 
     @property
     def pred_tubelet(self) -> int:
@@ -181,14 +162,8 @@ class MAEST(base.NoiseMaskedMethod):
         out = self.forward(params, videos, rngs)
         patches = m.target_patches(videos)
         pred = targets.denormalize_predictions(out["pred"], patches, m.norm_pix_loss)
-        mask = out["mask"][..., None]
         to_video = lambda x: unpatchify_video(x, m.pred_tubelet, m.patch_size, m.grid)
-        return {
-            "original": to_video(patches),
-            "masked": to_video(patches * (1 - mask)),
-            "reconstruction": to_video(pred),
-            "recon + visible": to_video(pred * mask + patches * (1 - mask)),
-        }
+        return base.reconstruction_views(patches, pred, out["mask"], to_video)
 
 
 def from_config(config: ml_collections.ConfigDict) -> MAEST:

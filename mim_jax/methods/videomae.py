@@ -20,7 +20,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from mim_jax import masking, targets
 from mim_jax.methods import base
@@ -30,7 +29,6 @@ from mim_jax.models.patch import (
     patchify_video,
     torch_default_init,
     unpatchify_video,
-    video_grid,
 )
 from mim_jax.models.vit import Encoder, dense_init
 
@@ -63,21 +61,10 @@ def cube_denormalize(pred: jax.Array, patches: jax.Array, channels: int) -> jax.
     return (y * (std + CUBE_STD_EPS) + mean).reshape(b, n, dim)
 
 
-class VideoMAEModel(nn.Module):
+class VideoMAEModel(base.VideoAutoencoder):
     """VideoMAE encoder + decoder. Videos are [B, T, H, W, C] float, normalised with
     (`mean`, `std`), which the target computation undoes (targets are built in [0, 1])."""
 
-    num_frames: int
-    image_size: tuple[int, int]
-    channels: int
-    tubelet: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
-    decoder_width: int
-    decoder_depth: int
-    decoder_heads: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     mlp_ratio: float = 4.0
@@ -85,14 +72,6 @@ class VideoMAEModel(nn.Module):
     decoder_mask_ratio: float = 0.0  # V2 running-cell decoder mask; 0 = decode all masked
     norm_target: bool = True
     dtype: jnp.dtype = jnp.float32
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        return video_grid(self.num_frames, self.image_size, self.tubelet, self.patch_size)
-
-    @property
-    def num_tokens(self) -> int:
-        return int(np.prod(self.grid))
 
     def setup(self):
         self.patch_embed = TubeletEmbed(
@@ -240,16 +219,10 @@ class VideoMAE(base.PixelMethod):
         pred = out["pred"]
         if m.norm_target:
             pred = cube_denormalize(pred, masking.gather_tokens(cubes, out["ids_pred"]), m.channels)
-        full = _scatter(cubes, out["ids_pred"], pred)
-        hidden = out["mask"][..., None]
+        full = _scatter(jnp.zeros_like(cubes), out["ids_pred"], pred)  # predicted cubes only
         mean, std = jnp.asarray(m.mean), jnp.asarray(m.std)
         to_video = lambda x: (unpatchify_video(x, m.tubelet, m.patch_size, m.grid) - mean) / std
-        return {
-            "original": videos,
-            "masked": to_video(cubes * (1 - hidden)),
-            "reconstruction": to_video(_scatter(jnp.zeros_like(cubes), out["ids_pred"], pred)),
-            "recon + visible": to_video(full),
-        }
+        return base.reconstruction_views(cubes, full, out["mask"], to_video)
 
 
 def _draw_mask(model: VideoMAEModel, videos: jax.Array) -> jax.Array:
