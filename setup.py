@@ -22,10 +22,18 @@ INSTALL_REQUIRES = [
     "msgpack>=1.0",  # ArrayRecord example records
     "av>=17",  # video decoding (PyAV, FFmpeg in the wheel); 17: to_ndarray(threads=)
     "gcsfs>=2024.2",  # gs:// paths for etils/Orbax without TensorFlow
+    "soundfile>=0.12",  # audio decoding (libsndfile in the wheel: wav, flac, ogg, mp3)
+    "soxr>=0.3",  # audio resampling
 ]
 
 EXTRAS = {
-    "dev": ["pytest>=8", "ruff>=0.9", "gcp-storage-emulator>=2024.8"],  # local GCS for tests
+    "dev": [
+        "pytest>=8",
+        "ruff>=0.9",
+        "gcp-storage-emulator>=2024.8",  # local GCS for tests
+        "kaldi-native-fbank>=1.20",  # independent Kaldi fbank, the features' reference
+        "scikit-learn>=1.3",  # reference average precision
+    ],
     "gpu": ["jax[cuda13]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],
 }

@@ -99,6 +99,17 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.eval_list = config_dict.placeholder(str)
     c.data.video_frames = 32  # moving_fashion_mnist: frames per generated video
 
+    # Audio (methods that take log-mel spectrograms [target_length, num_mel_bins, 1]).
+    # `name` also takes spoken_keywords (embedded default, synthesised with espeak-ng),
+    # audio_folder (root/<split>/<class>/<file>), audio_list (AudioSet-style json/csv
+    # lists in train_list/eval_list, classes from class_csv) and tfds_audio.
+    c.data.num_mel_bins = 0  # Kaldi fbank bins; 0 = not audio
+    c.data.sample_rate = 16000  # audio is resampled to this rate
+    c.data.target_length = 1024  # frames (10 ms each): zero-padded or cut
+    c.data.gain_aug = False  # waveform x Beta(10, 10) + 0.5 (Audio-MAE --roll_mag_aug)
+    c.data.time_roll = False  # waveform rolled by a uniform offset (what roll_mag_aug meant)
+    c.data.class_csv = config_dict.placeholder(str)  # audio_list: index,mid,display_name
+
     c.batch_size = 256  # global batch per optimizer update (all devices, all micro-batches)
     c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)
     c.total_steps = config_dict.placeholder(int)

@@ -53,7 +53,7 @@ def convert_split(
     verify: bool = True,
 ) -> dict:
     """Writes one split's shards; returns its dataset_info entry."""
-    found, paths, labels = sources.list_images(directory)
+    found, paths, labels = sources.list_class_files(directory)
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise ValueError(f"{directory}: classes {unknown[:5]} are not in the first split")
@@ -95,7 +95,7 @@ def convert(src: str, dst: str, splits: list[str], shard_mb: float, workers: int
     if missing:
         raise FileNotFoundError(f"--src={src}: no split directories {missing}")
     dst_dir.mkdir(parents=True, exist_ok=True)
-    classes, _, _ = sources.list_images(src_dir / splits[0])
+    classes, _, _ = sources.list_class_files(src_dir / splits[0])
     info = {"source": str(src_dir.absolute()), "classes": classes, "splits": {}}
     for split in splits:
         info["splits"][split] = convert_split(

@@ -1,7 +1,8 @@
 """grain pipelines: source -> process shard -> shuffle -> transform (decode) -> drop bad
 -> batch -> worker processes -> device prefetch.
 
-Batches leave the host as uint8 images; `normalize` runs on the device inside the step.
+Batches leave the host as uint8 images (or float32 log-mel spectrograms); `normalize` runs
+on the device inside the step.
 """
 
 import collections
@@ -19,9 +20,9 @@ from absl import logging
 from jax.sharding import Mesh
 
 from mim_jax import sharding
-from mim_jax.data import transforms, video_transforms
+from mim_jax.data import audio_transforms, transforms, video_transforms
 
-BAD_KEY = "num_bad"  # per element: unreadable images dropped just before it
+BAD_KEY = "num_bad"  # per element: unreadable examples dropped just before it
 
 
 class DropBad(grain.IterDataset):
@@ -41,7 +42,7 @@ class _DropBadIterator(grain.DatasetIterator):
                 element[BAD_KEY] = np.int32(dropped)
                 return element
             dropped += 1
-            logging.warning("Skipping unreadable image %s: %s", element["path"], element["error"])
+            logging.warning("Skipping unreadable example %s: %s", element["path"], element["error"])
 
     def get_state(self):
         return self._parent.get_state()
@@ -58,14 +59,12 @@ def per_process_batch(batch_size: int) -> int:
     return batch_size // jax.process_count()
 
 
-def input_shape(data: ml_collections.ConfigDict) -> tuple[int, ...]:
-    """One example's shape: (H, W, C) images or (T, H, W, C) clips (data.num_frames > 0)."""
-    image = (data.image_size, data.image_size, data.channels)
-    return (data.num_frames, *image) if data.num_frames else image
-
-
 def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomMap:
-    """The augmentation for images, or for clips (`num_samples` clips per video)."""
+    """The augmentation for images, clips (`num_samples` clips per video) or audio."""
+    if data.num_mel_bins:
+        return audio_transforms.AudioTrainTransform(
+            data.sample_rate, data.num_mel_bins, data.target_length, data.gain_aug, data.time_roll
+        )
     if not data.num_frames:
         return transforms.TrainTransform(
             size=data.image_size,
@@ -92,6 +91,10 @@ def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomM
 
 
 def eval_transform(data: ml_collections.ConfigDict) -> grain.transforms.Map:
+    if data.num_mel_bins:
+        return audio_transforms.AudioEvalTransform(
+            data.sample_rate, data.num_mel_bins, data.target_length
+        )
     if not data.num_frames:
         return transforms.EvalTransform(data.image_size, data.channels, data.eval_crop_pct)
     return video_transforms.VideoEvalTransform(
@@ -223,10 +226,14 @@ class DevicePrefetcher:
 
 
 def normalize(images: jax.Array, mean, std, dtype=jnp.float32) -> jax.Array:
-    """uint8 [B, H, W, C] -> (x / 255 - mean) / std, per channel."""
+    """uint8 [B, H, W, C] -> (x / 255 - mean) / std per channel; float inputs (log-mel
+    spectrograms) -> (x - mean) / std."""
     mean = jnp.asarray(mean, jnp.float32)
     std = jnp.asarray(std, jnp.float32)
-    return ((images.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
+    x = images.astype(jnp.float32)
+    if images.dtype == jnp.uint8:
+        x = x / 255.0
+    return ((x - mean) / std).astype(dtype)
 
 
 def denormalize(images: jax.Array, mean, std) -> np.ndarray:

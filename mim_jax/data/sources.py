@@ -13,6 +13,12 @@ moving_fashion_mnist: the embedded default, generated from Fashion-MNIST (moving
 video_list:    the official `path label` / `path num_frames label` lists (video_io).
 video_folder:  `root/<split>/<class>/<video file or frame folder>` (video_io).
 video_array_record: pre-sampled JPEG clips from `python -m mim_jax.data.convert_video`.
+
+Audio (for methods taking spectrograms; decoded by mim_jax.data.audio_transforms):
+spoken_keywords: the embedded default, synthesised with espeak-ng (spoken_keywords).
+audio_folder:  `root/<split>/<class>/<audio file>`.
+audio_list:    AudioSet-style json/csv lists, multi-label (audio_io).
+tfds_audio:    a TFDS audio dataset through `tfds.data_source` (audio_io).
 """
 
 import gzip
@@ -104,6 +110,7 @@ class TfdsSource:
 IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"
 )  # fmt: skip
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 DEFAULT_INDEX_CACHE = Path("~/.cache/mim_jax/folder_index")
 
 
@@ -111,9 +118,12 @@ def _class_dirs(directory: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(directory) if e.is_dir() and e.name[0] != ".")
 
 
-def list_images(directory: str | os.PathLike) -> tuple[list[str], list[str], list[int]]:
-    """(classes, relative paths, labels) of `directory/<class>/**/<image>`; classes are the
-    sorted subdirectory names and labels their indices (torchvision ImageFolder)."""
+def list_class_files(
+    directory: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> tuple[list[str], list[str], list[int]]:
+    """(classes, relative paths, labels) of `directory/<class>/**/<file>` with one of
+    `extensions`; classes are the sorted subdirectory names and labels their indices
+    (torchvision ImageFolder)."""
     directory = Path(directory)
     classes = _class_dirs(directory)
     paths, labels = [], []
@@ -122,30 +132,33 @@ def list_images(directory: str | os.PathLike) -> tuple[list[str], list[str], lis
             dirnames.sort()
             rel = os.path.relpath(dirpath, directory)
             for f in sorted(filenames):
-                if f.lower().endswith(IMAGE_EXTENSIONS):
+                if f.lower().endswith(extensions):
                     paths.append(os.path.join(rel, f))
                     labels.append(label)
     return classes, paths, labels
 
 
 def folder_index(
-    directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+    directory: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
 ) -> tuple[list[str], list[str], list[int]]:
-    """`list_images(directory)`, cached in `cache_dir` (default ~/.cache/mim_jax/...) so a
-    million-file tree is listed once. The cache is keyed by the directory's absolute path
-    and is re-listed when any class directory's modification time changes (files added
-    or removed there)."""
+    """`list_class_files(directory, extensions)`, cached in `cache_dir` (default
+    ~/.cache/mim_jax/...) so a million-file tree is listed once. The cache is keyed by
+    the directory's absolute path (and the extensions) and is re-listed when any class
+    directory's modification time changes (files added or removed there)."""
     directory = Path(directory).absolute()
     if not directory.is_dir():
         raise FileNotFoundError(f"config.data.root: no directory {directory}")
     classes = _class_dirs(directory)
     if not classes:
         raise FileNotFoundError(
-            f"No class subdirectories in {directory} (expected {directory}/<class>/<image>)"
+            f"No class subdirectories in {directory} (expected {directory}/<class>/<file>)"
         )
     signature = {c: os.stat(directory / c).st_mtime_ns for c in classes}
     cache = Path(cache_dir or DEFAULT_INDEX_CACHE).expanduser()
-    cache_file = cache / (hashlib.sha1(str(directory).encode()).hexdigest()[:16] + ".json")
+    key = str(directory) if extensions == IMAGE_EXTENSIONS else f"{directory}|{extensions}"
+    cache_file = cache / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
     if cache_file.exists():
         try:
             cached = json.loads(cache_file.read_text())
@@ -153,11 +166,9 @@ def folder_index(
                 return cached["classes"], cached["paths"], cached["labels"]
         except (ValueError, KeyError):
             pass  # an unreadable cache is rebuilt
-    classes, paths, labels = list_images(directory)
+    classes, paths, labels = list_class_files(directory, extensions)
     if not paths:
-        raise FileNotFoundError(
-            f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {directory}/<class>/"
-        )
+        raise FileNotFoundError(f"No files ({', '.join(extensions)}) under {directory}/<class>/")
     try:
         cache.mkdir(parents=True, exist_ok=True)
         entry = dict(directory=str(directory), signature=signature, classes=classes)
@@ -166,21 +177,28 @@ def folder_index(
         tmp.replace(cache_file)
     except OSError as e:  # a read-only home: list again next time
         logging.warning("Could not cache the file index of %s in %s: %s", directory, cache, e)
-    logging.info("Indexed %d images in %d classes under %s", len(paths), len(classes), directory)
+    logging.info("Indexed %d files in %d classes under %s", len(paths), len(classes), directory)
     return classes, paths, labels
 
 
 class FolderSource:
-    """`root/<split>/<class>/<image>` files as {"encoded": bytes, "label", "path"}."""
+    """`root/<split>/<class>/<file>` files (images, or audio with AUDIO_EXTENSIONS) as
+    {"encoded": bytes, "label", "path"}."""
 
-    def __init__(self, root: str, split: str, cache_dir: str | None = None):
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        cache_dir: str | None = None,
+        extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+    ):
         self.directory = Path(root).absolute() / split
         if not self.directory.is_dir():
             raise FileNotFoundError(
                 f"config.data.root={root!r} has no {split!r} directory ({self.directory}); "
-                "expected <root>/<split>/<class>/<image>"
+                "expected <root>/<split>/<class>/<file>"
             )
-        self.classes, self.paths, labels = folder_index(self.directory, cache_dir)
+        self.classes, self.paths, labels = folder_index(self.directory, cache_dir, extensions)
         self.labels = np.asarray(labels, np.int32)
 
     def __len__(self) -> int:
@@ -305,6 +323,16 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
         # Train and eval splits differ through the seed.
         shape = (data.image_size, data.image_size, data.channels)
         split_seed = seed if split == data.train_split else seed + 1
+        if data.num_mel_bins:
+            from mim_jax.data import audio_io
+
+            return audio_io.SyntheticAudioSource(
+                data.synthetic_examples,
+                data.target_length,
+                data.sample_rate,
+                data.num_classes,
+                split_seed,
+            )
         if data.num_frames:  # videos of twice the clip length, so clips start anywhere
             shape = (2 * data.num_frames, *shape)
             return SyntheticSource(
@@ -326,13 +354,7 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
     if data.name == "video_list":
         from mim_jax.data import video_io
 
-        key = "train_list" if split == data.train_split else "eval_list"
-        if not data[key]:
-            raise ValueError(f"config.data.name='video_list' needs config.data.{key}")
-        list_file = os.path.join(data.root or "", data[key])  # relative to root, if any
-        if not os.path.exists(list_file):
-            raise FileNotFoundError(f"config.data.{key}: no annotation list {list_file}")
-        return video_io.VideoListSource(list_file, data.root)
+        return video_io.VideoListSource(_list_file(data, split), data.root)
     if data.name == "video_folder":
         from mim_jax.data import video_io
 
@@ -341,7 +363,39 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
         from mim_jax.data import video_io
 
         return video_io.ClipArrayRecordSource(data.root, split)
+    if data.name == "spoken_keywords":
+        from mim_jax.data import spoken_keywords
+
+        directory = spoken_keywords.generate(data.root or spoken_keywords.DEFAULT_ROOT, split)
+        return FolderSource(str(directory.parent), split, data.index_cache_dir, AUDIO_EXTENSIONS)
+    if data.name == "audio_folder":
+        return FolderSource(data.root, split, data.index_cache_dir, AUDIO_EXTENSIONS)
+    if data.name == "audio_list":
+        from mim_jax.data import audio_io
+
+        class_csv = _rooted(data, "class_csv") if data.class_csv else None
+        train_list = _list_file(data, data.train_split)  # classes seen in training
+        return audio_io.AudioListSource(_list_file(data, split), data.root, class_csv, train_list)
+    if data.name == "tfds_audio":
+        from mim_jax.data import audio_io
+
+        return audio_io.TfdsAudioSource(data.tfds_name, split, data.tfds_data_dir)
     raise ValueError(f"config.data.name={data.name!r}; valid: {', '.join(NAMES)}")
+
+
+def _list_file(data: ml_collections.ConfigDict, split: str) -> str:
+    """config.data.train_list or eval_list (relative to data.root, if set), checked."""
+    return _rooted(data, "train_list" if split == data.train_split else "eval_list")
+
+
+def _rooted(data: ml_collections.ConfigDict, key: str) -> str:
+    """The file named by config.data.<key>, relative to data.root if set; it must exist."""
+    if not data[key]:
+        raise ValueError(f"config.data.name={data.name!r} needs config.data.{key}")
+    path = os.path.join(data.root or "", data[key])
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config.data.{key}: no file {path}")
+    return path
 
 
 NAMES = (
@@ -354,4 +408,8 @@ NAMES = (
     "video_list",
     "video_folder",
     "video_array_record",
+    "spoken_keywords",
+    "audio_folder",
+    "audio_list",
+    "tfds_audio",
 )

@@ -26,6 +26,7 @@ DATA = ConfigDict(
         read_threads=2,
         num_workers=0,
         num_frames=0,  # images
+        num_mel_bins=0,
     )
 )
 
@@ -161,7 +162,7 @@ def main(argv):
     from mim_jax.data import pipeline, sources
     data = ConfigDict(dict(image_size=8, channels=1, crop_scale=(0.5, 1.0),
                            crop_ratio=(0.75, 1.33), flip=True, read_threads=1, num_workers=1,
-                           num_frames=0))
+                           num_frames=0, num_mel_bins=0))
     source = sources.SyntheticSource(64, (8, 8, 1), 10, 0)
     it = iter(pipeline.train_dataset(source, data, 4, 0))
     next(it)

@@ -92,6 +92,7 @@ def test_build_synthetic_splits_differ():
             train_split="train",
             eval_split="test",
             num_frames=0,
+            num_mel_bins=0,
         )
     )
     train, test = sources.build(data, "train", 0), sources.build(data, "test", 0)
@@ -142,8 +143,8 @@ def test_folder_index_is_cached_and_refreshed_when_a_class_dir_changes(tmp_path,
     cache = tmp_path / "cache"
     assert len(sources.FolderSource(str(tmp_path), "train", str(cache))) == 4
     calls = []
-    real = sources.list_images
-    monkeypatch.setattr(sources, "list_images", lambda d: calls.append(d) or real(d))
+    real = sources.list_class_files
+    monkeypatch.setattr(sources, "list_class_files", lambda d, *a: calls.append(d) or real(d, *a))
     assert len(sources.FolderSource(str(tmp_path), "train", str(cache))) == 4
     assert calls == []  # served from the cache, no listing
     import os
@@ -160,7 +161,7 @@ def test_folder_index_is_cached_and_refreshed_when_a_class_dir_changes(tmp_path,
     [
         ("missing", "has no 'train' directory"),
         ("no_classes", "No class subdirectories"),
-        ("empty_classes", "No images"),
+        ("empty_classes", "No files"),
     ],
 )
 def test_folder_errors_say_what_was_looked_for(tmp_path, layout, message):
