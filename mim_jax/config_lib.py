@@ -11,7 +11,8 @@ import ml_collections
 DTYPES = ("auto", "float32", "bfloat16")
 VIDEO_SOURCES = ("moving_fashion_mnist", "video_list", "video_folder", "video_array_record")
 IMAGE_SOURCES = ("fashion_mnist", "tfds", "folder", "array_record")
-DATA_SOURCES = (*IMAGE_SOURCES, "synthetic", *VIDEO_SOURCES)
+AUDIO_SOURCES = ("spoken_keywords", "audio_folder", "audio_list", "tfds_audio")
+DATA_SOURCES = (*IMAGE_SOURCES, "synthetic", *VIDEO_SOURCES, *AUDIO_SOURCES)
 VIDEO_CROPS = ("multiscale", "rrc")
 POOLS = ("cls", "mean")
 ON_MAX_SKIPS = ("stop", "rollback")
@@ -65,6 +66,15 @@ def get_steps(
     return None
 
 
+def input_shape(data: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """One example's shape: (H, W, C) images, (T, H, W, C) clips (data.num_frames > 0) or
+    (frames, mel bins, 1) log-mel spectrograms (data.num_mel_bins > 0)."""
+    if data.num_mel_bins:
+        return (data.target_length, data.num_mel_bins, 1)
+    image = (data.image_size, data.image_size, data.channels)
+    return (data.num_frames, *image) if data.num_frames else image
+
+
 def compute_dtype(name: str) -> jnp.dtype:
     """The compute dtype for `config.dtype`; "auto" is bfloat16 on GPU/TPU, float32 on CPU.
 
@@ -89,33 +99,33 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     d = config.data
     _check(d.name in DATA_SOURCES, f"config.data.name={d.name!r}; valid: {DATA_SOURCES}")
     _check(
-        d.name != "tfds" or bool(d.tfds_name), "config.data.name='tfds' needs config.data.tfds_name"
-    )
-    _check(
-        d.name not in ("folder", "array_record", "video_folder", "video_array_record")
+        d.name
+        not in ("folder", "array_record", "video_folder", "video_array_record", "audio_folder")
         or bool(d.root),
         f"config.data.name={d.name!r} needs config.data.root (the dataset directory)",
     )
     _check(d.num_frames >= 0, f"config.data.num_frames must be >= 0, got {d.num_frames}")
-    video = methods.is_video(config.method)
+    _check(d.num_mel_bins >= 0, f"config.data.num_mel_bins must be >= 0, got {d.num_mel_bins}")
+    takes = methods.modality(config.method)
+    has = "audio" if d.num_mel_bins > 0 else "video" if d.num_frames > 0 else "image"
+    how = {
+        "image": "images: config.data.num_frames and num_mel_bins must be 0",
+        "video": "clips: set config.data.num_frames > 0",
+        "audio": "spectrograms: set config.data.num_mel_bins > 0",
+    }
+    _check(takes == has, f"config.method={config.method!r} takes {how[takes]}")
+    held = {**dict.fromkeys(IMAGE_SOURCES, "image"), **dict.fromkeys(VIDEO_SOURCES, "video")}
+    held.update(dict.fromkeys(AUDIO_SOURCES, "audio"))
     _check(
-        video == (d.num_frames > 0),
-        f"config.method={config.method!r} takes "
-        + (
-            "clips: set config.data.num_frames > 0"
-            if video
-            else "images: config.data.num_frames must be 0"
-        ),
+        held.get(d.name, takes) == takes,
+        f"config.data.name={d.name!r} holds {held.get(d.name)} data; "
+        f"config.method={config.method!r} takes {takes} data",
     )
     _check(
-        d.name not in VIDEO_SOURCES or video,
-        f"config.data.name={d.name!r} holds videos; config.method={config.method!r} takes images",
+        d.name not in ("tfds", "tfds_audio") or bool(d.tfds_name),
+        f"config.data.name={d.name!r} needs config.data.tfds_name",
     )
-    _check(
-        d.name not in IMAGE_SOURCES or not video,
-        f"config.data.name={d.name!r} holds images; config.method={config.method!r} takes clips",
-    )
-    if video:
+    if takes == "video":
         _check(d.sampling_rate >= 1, "config.data.sampling_rate must be >= 1")
         _check(d.num_samples >= 1, "config.data.num_samples must be >= 1")
         _check(
@@ -128,6 +138,20 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
             f"config.batch_size={config.batch_size} gives {per_process} clips per process, "
             f"not divisible by config.data.num_samples={d.num_samples} (clips per video)",
         )
+    if takes == "audio":
+        _check(d.num_frames == 0, "config.data.num_frames must be 0 for spectrograms")
+        _check(d.channels == 1, "config.data.channels must be 1 for spectrograms")
+        p = config.model.get("patch_size")
+        _check(
+            not p or (d.target_length % p == 0 and d.num_mel_bins % p == 0),
+            f"config.data.target_length={d.target_length} and num_mel_bins={d.num_mel_bins} "
+            f"must be multiples of config.model.patch_size={p}",
+        )
+        for key in ("mask_t_prob", "mask_f_prob"):
+            value = config.model.get(key, 0.0)
+            _check(0 <= value < 1, f"config.model.{key} must be in [0, 1), got {value}")
+        _check(d.target_length > 0, "config.data.target_length (frames) must be > 0")
+        _check(d.sample_rate > 0, "config.data.sample_rate must be > 0")
     _check(0 <= d.max_bad_fraction <= 1, "config.data.max_bad_fraction must be in [0, 1]")
     _check(
         len(d.mean) == len(d.std) == d.channels,

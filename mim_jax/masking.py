@@ -129,3 +129,26 @@ def running_cell_mask(
     """One random running-cell pattern per sample: bool [B, T*H*W] (True = not decoded)."""
     patterns = jnp.asarray(running_cell_patterns(grid, mask_ratio))
     return patterns[jax.random.randint(key, (batch,), 0, len(patterns))]
+
+
+def time_freq_mask(
+    noise_t: jax.Array, noise_f: jax.Array, mask_t_prob: float, mask_f_prob: float
+) -> tuple[jax.Array, int]:
+    """Audio-MAE's 2-D masking of a [T, F] patch grid: whole time rows and whole frequency
+    columns, `T - int(T (1 - p_t))` rows and `F - int(F (1 - p_f))` columns per sample
+    (the largest noise). noise_t [B, T], noise_f [B, F] -> (bool [B, T*F] True = masked,
+    token order (t, f); the visible count). Official `random_masking_2d` (models_mae.py)."""
+    t, f = noise_t.shape[1], noise_f.shape[1]
+    keep_t, keep_f = num_kept(t, mask_t_prob), num_kept(f, mask_f_prob)
+    masked_t = jnp.argsort(jnp.argsort(noise_t, axis=1), axis=1) >= keep_t  # [B, T]
+    masked_f = jnp.argsort(jnp.argsort(noise_f, axis=1), axis=1) >= keep_f  # [B, F]
+    mask = masked_t[:, :, None] | masked_f[:, None, :]
+    return mask.reshape(mask.shape[0], t * f), keep_t * keep_f
+
+
+def time_freq_masking(
+    noise_t: jax.Array, noise_f: jax.Array, mask_t_prob: float, mask_f_prob: float
+) -> MaskSpec:
+    """MaskSpec of `time_freq_mask`; visible tokens stay in raster order, as officially."""
+    mask, keep = time_freq_mask(noise_t, noise_f, mask_t_prob, mask_f_prob)
+    return mask_from_bool(mask, keep)

@@ -219,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ())
     )
     example = {
-        "image": jax.ShapeDtypeStruct((config.batch_size, *pipeline.input_shape(d)), jnp.float32)
+        "image": jax.ShapeDtypeStruct((config.batch_size, *config_lib.input_shape(d)), jnp.float32)
     }
 
     init = lambda seed_key: initial_state(method, tx, seed_key, example)
@@ -326,7 +326,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     def save_viz(step: int, params) -> None:
         views = jax.device_get(viz_fn(params, viz_batch["image"]))
         order = getattr(method, "reconstruction_views", sorted(views))
-        views = {k: pipeline.denormalize(views[k], d.mean, d.std) for k in order}
+        if d.num_mel_bins:
+            views = reconstruction.spectrogram_views({k: views[k] for k in order})
+        else:
+            views = {k: pipeline.denormalize(views[k], d.mean, d.std) for k in order}
         if jax.process_index() == 0:
             reconstruction.save_grid(views, workdir / "reconstructions" / f"step_{step:07d}.png")
 
@@ -388,14 +391,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         writer.close()
     if preempted:
         return {**summary, "preempted": True, "preempted_at": step}
-    if "knn_top1" in summary:
-        logging.info(
-            "Final (step %s, %s features): kNN top-1 %.4f, linear probe top-1 %.4f",
-            summary["step"],
-            summary["features"],
-            summary["knn_top1"],
-            summary["linear_top1"],
-        )
+    for metric in ("top1", "mAP"):
+        if f"knn_{metric}" in summary:
+            logging.info(
+                "Final (step %s, %s features): kNN %s %.4f, linear probe %s %.4f",
+                summary["step"],
+                summary["features"],
+                metric,
+                summary[f"knn_{metric}"],
+                metric,
+                summary[f"linear_{metric}"],
+            )
     return summary
 
 

@@ -172,3 +172,74 @@ def test_video_recipes_follow_the_official_scripts():
     st = mae_st.get_config("variant=L/16,data=k400")
     assert (st.data.num_samples, st.optim.grad_clip, st.model.mask_ratio) == (4, 0.02, 0.9)
     assert optim.peak_lr(st) == pytest.approx(1.6e-3 * 128 / 256)  # repeats not counted
+
+
+def test_official_audioset_recipe_values():
+    from configs import audiomae
+
+    c = audiomae.get_config("variant=B,data=audioset")
+    m, d, o = c.model, c.data, c.optim
+    assert (m.patch_size, m.width, m.depth, m.num_heads) == (16, 768, 12, 12)
+    assert (m.decoder_type, m.decoder_width, m.decoder_depth, m.decoder_heads) == (
+        "swin",
+        512,
+        16,
+        16,
+    )
+    assert (m.window, m.shift, m.mask_ratio, m.mask_2d, m.norm_pix_loss) == (
+        (4, 4),
+        (2, 0),
+        0.8,
+        False,
+        True,
+    )
+    assert (d.num_mel_bins, d.target_length, d.sample_rate, d.num_classes) == (
+        128,
+        1024,
+        16000,
+        527,
+    )
+    assert d.mean == (-4.2677393,) and d.std == (2 * 4.5689974,) and d.gain_aug and not d.time_roll
+    assert (c.batch_size, c.total_epochs, o.warmup_epochs, o.base_lr, o.lr_base_batch) == (
+        512,
+        33,
+        3,
+        2e-4,
+        256,
+    )
+    assert (o.b1, o.b2, o.weight_decay, o.grad_clip) == (0.9, 0.95, 1e-4, None)
+    config_lib.validate(c, 8)
+    assert audiomae.get_config("variant=B,decoder=global,data=folder").model.decoder_depth == 8
+
+
+def test_audio_method_and_audio_data_go_together():
+    from configs import audiomae, mae
+
+    config = audiomae.get_config()
+    config_lib.validate(config, 1)
+    config.data.num_mel_bins = 0
+    with pytest.raises(ValueError, match="takes spectrograms"):
+        config_lib.validate(config, 1)
+    config = mae.get_config()
+    config.data.name = "spoken_keywords"
+    with pytest.raises(ValueError, match="holds audio data"):
+        config_lib.validate(config, 1)
+    with pytest.raises(ValueError, match="needs variant=B"):
+        audiomae.get_config("data=audioset")
+
+
+def test_audio_geometry_is_checked_before_anything_runs():
+    from configs import audiomae
+
+    config = audiomae.get_config()
+    config.data.target_length = 100  # not a multiple of the 16-frame patch
+    with pytest.raises(ValueError, match="target_length=100 and num_mel_bins=128"):
+        config_lib.validate(config, 1)
+    config = audiomae.get_config()
+    config.model.mask_t_prob = 1.0
+    with pytest.raises(ValueError, match="config.model.mask_t_prob"):
+        config_lib.validate(config, 1)
+    config = audiomae.get_config()
+    config.data.num_frames = 4
+    with pytest.raises(ValueError, match="num_frames must be 0"):
+        config_lib.validate(config, 1)

@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -111,3 +112,32 @@ def test_running_cell_mask_draws_one_of_the_patterns_per_sample():
 def test_running_cell_rejects_odd_grids():
     with pytest.raises(ValueError, match="even spatial grid"):
         masking.running_cell_patterns((2, 3, 4))
+
+
+def test_time_freq_mask_hides_whole_rows_and_columns_in_the_requested_counts():
+    key_t, key_f = jax.random.split(jax.random.key(0))
+    noise_t, noise_f = jax.random.uniform(key_t, (4, 64)), jax.random.uniform(key_f, (4, 8))
+    spec = masking.time_freq_masking(noise_t, noise_f, 0.7, 0.3)
+    grid = np.asarray(spec.mask).reshape(4, 64, 8).astype(bool)
+    for g in grid:
+        full_rows = g.all(axis=1).sum()
+        full_cols = g.all(axis=0).sum()
+        assert full_rows == 64 - int(64 * 0.3) and full_cols == 8 - int(8 * 0.7)  # 45, 3
+        assert (~g).sum() == 19 * 5  # visible = kept rows x kept columns
+    assert spec.ids_keep.shape == (4, 95)
+    np.testing.assert_array_equal(np.diff(np.asarray(spec.ids_keep), axis=1) > 0, True)  # raster
+    visible = np.take_along_axis(np.asarray(spec.mask), np.asarray(spec.ids_keep), axis=1)
+    np.testing.assert_array_equal(visible, 0.0)
+    restored = np.take_along_axis(
+        np.argsort(np.asarray(spec.ids_restore), axis=1), np.asarray(spec.ids_restore), axis=1
+    )
+    np.testing.assert_array_equal(restored, np.tile(np.arange(512), (4, 1)))
+
+
+def test_time_freq_mask_masks_the_largest_noise():
+    noise_t = jnp.asarray([[0.1, 0.9, 0.5, 0.2]])
+    noise_f = jnp.asarray([[0.3, 0.1]])
+    mask, keep = masking.time_freq_mask(noise_t, noise_f, 0.5, 0.5)
+    assert keep == 2
+    expected = np.array([[1, 0], [1, 1], [1, 1], [1, 0]], bool)  # rows 1, 2 and column 0
+    np.testing.assert_array_equal(np.asarray(mask).reshape(4, 2), expected)

@@ -57,6 +57,21 @@ def strip_image(views: dict[str, np.ndarray], pad: int = 2, gap: int = 6) -> Ima
     return grid
 
 
+def spectrogram_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Normalised spectrograms [B, T, F, 1] -> uint8 [B, F, T, 1] pictures (frequency up,
+    time to the right), every view of an example on the scale of its first view (the 1st
+    to 99th percentile of the original mapped to black..white)."""
+    first = np.asarray(next(iter(views.values())), np.float32)
+    lo = np.percentile(first, 1, axis=(1, 2, 3), keepdims=True)
+    hi = np.percentile(first, 99, axis=(1, 2, 3), keepdims=True)
+    out = {}
+    for title, x in views.items():
+        x = (np.asarray(x, np.float32) - lo) / np.maximum(hi - lo, 1e-6)
+        x = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+        out[title] = x.transpose(0, 2, 1, 3)[:, ::-1]  # [B, F, T, 1], low frequencies at the bottom
+    return out
+
+
 def save_grid(columns: dict[str, np.ndarray], path: str | Path) -> Path:
     """Writes the views as an image grid ([B, H, W, C]) or clip strips ([B, T, H, W, C])."""
     path = Path(path)

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from mim_jax.methods import mae, mae_st, videomae
+from mim_jax.methods import audiomae, mae, mae_st, videomae
 
 # name -> factory(config) building the method object.
 METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
@@ -14,6 +14,7 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
     "videomae": videomae.from_config,
     # VideoMAE V2 is VideoMAE with the running-cell decoder mask (model.decoder_mask_ratio).
     "videomae_v2": videomae.from_config,
+    "audiomae": audiomae.from_config,
 }
 
 
@@ -21,8 +22,13 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
 VIDEO_METHODS = ("mae_st", "videomae", "videomae_v2")
 
 
-def is_video(name: str) -> bool:
-    return name in VIDEO_METHODS
+# Methods whose inputs are log-mel spectrograms [B, T, F, 1] (config.data.num_mel_bins > 0).
+AUDIO_METHODS = ("audiomae",)
+
+
+def modality(name: str) -> str:
+    """What `config.method` takes: "image", "video" or "audio"."""
+    return "video" if name in VIDEO_METHODS else "audio" if name in AUDIO_METHODS else "image"
 
 
 def check_name(name: str) -> None:

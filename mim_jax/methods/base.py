@@ -19,10 +19,11 @@ Params = Any
 
 def build_model(cls: type[nn.Module], config: ml_collections.ConfigDict) -> nn.Module:
     """`cls(...)` with each field taken from `config.model`, else from the input geometry
-    in `config.data` (image_size, channels, num_frames, mean, std) and `config.dtype`."""
+    in `config.data` (image size or spectrogram shape, channels, num_frames, mean, std)
+    and `config.dtype`."""
     d = config.data
     geometry = dict(
-        image_size=(d.image_size, d.image_size),
+        image_size=config_lib.input_shape(d)[-3:-1],  # (H, W), or (frames, mel bins)
         channels=d.channels,
         num_frames=d.num_frames,
         mean=tuple(d.mean),

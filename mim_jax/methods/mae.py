@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from mim_jax import masking, targets
 from mim_jax.methods import base
@@ -54,6 +55,10 @@ class MaskedAutoencoder(nn.Module):
     def num_patches(self) -> int:
         return self.grid[0] * self.grid[1]
 
+    def pos_table(self, dim: int) -> np.ndarray:
+        """[1 + L, dim] fixed 2-D sin-cos position embeddings, the cls row zero."""
+        return posemb.sincos_2d(dim, self.grid, cls_token=True)
+
     def setup(self):
         self.patch_embed = PatchEmbed(self.patch_size, self.width, dtype=self.dtype)
         self.cls_token = self.param("cls_token", token_init, (1, 1, self.width))
@@ -75,7 +80,7 @@ class MaskedAutoencoder(nn.Module):
 
         With `mask=None` every patch is encoded (features for probes).
         """
-        pos = posemb.sincos_2d(self.width, self.grid, cls_token=True)  # [1 + L, D]
+        pos = self.pos_table(self.width)  # [1 + L, D]
         x = (self.patch_embed(images) + pos[1:]).astype(self.dtype)
         if mask is not None:
             x = masking.gather_tokens(x, mask.ids_keep)
@@ -83,8 +88,9 @@ class MaskedAutoencoder(nn.Module):
         x = jnp.concatenate([cls.astype(x.dtype), x], axis=1)
         return self.encoder(x, train)
 
-    def decode(self, latent: jax.Array, ids_restore: jax.Array, train: bool = False) -> jax.Array:
-        """latent [B, 1 + K, D], ids_restore [B, L] -> per-patch predictions [B, L, p*p*C]."""
+    def decoder_input(self, latent: jax.Array, ids_restore: jax.Array) -> jax.Array:
+        """latent [B, 1 + K, D] -> decoder tokens [B, 1 + L, Dd]: embedded, mask tokens
+        appended, unshuffled to image order, position embeddings added."""
         x = self.decoder_embed(latent)
         b, length = ids_restore.shape
         tokens = jnp.concatenate(
@@ -93,9 +99,19 @@ class MaskedAutoencoder(nn.Module):
         ).astype(x.dtype)
         tokens = masking.gather_tokens(tokens, ids_restore)  # unshuffle to image order
         x = jnp.concatenate([x[:, :1], tokens], axis=1)
-        x = (x + posemb.sincos_2d(self.decoder_width, self.grid, cls_token=True)).astype(self.dtype)
-        x = self.decoder(x, train)
+        return (x + self.pos_table(self.decoder_width)).astype(self.dtype)
+
+    def decode(self, latent: jax.Array, ids_restore: jax.Array, train: bool = False) -> jax.Array:
+        """latent [B, 1 + K, D], ids_restore [B, L] -> per-patch predictions [B, L, p*p*C]."""
+        x = self.decoder(self.decoder_input(latent, ids_restore), train)
         return self.decoder_pred(x)[:, 1:]
+
+    def noise_shape(self, batch: int) -> tuple[int, ...]:
+        """Shape of the masking noise for `batch` inputs (one value per patch)."""
+        return (batch, self.num_patches)
+
+    def mask_spec(self, noise: jax.Array) -> masking.MaskSpec:
+        return masking.mask_from_noise(noise, self.mask_ratio)
 
     def __call__(
         self, images: jax.Array, noise: jax.Array | None = None, train: bool = True
@@ -104,10 +120,8 @@ class MaskedAutoencoder(nn.Module):
         "masking" RNG stream draws it. Returns loss, pred [B, L, P], mask [B, L],
         latent [B, 1 + K, D] and ids_restore [B, L]."""
         if noise is None:
-            noise = jax.random.uniform(
-                self.make_rng("masking"), (images.shape[0], self.num_patches)
-            )
-        spec = masking.mask_from_noise(noise, self.mask_ratio)
+            noise = jax.random.uniform(self.make_rng("masking"), self.noise_shape(len(images)))
+        spec = self.mask_spec(noise)
         latent = self.encode(images, spec, train)
         pred = self.decode(latent, spec.ids_restore, train)
         target = targets.pixel_targets(patchify(images, self.patch_size), self.norm_pix_loss)

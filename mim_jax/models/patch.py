@@ -1,5 +1,7 @@
 """Image patchify/unpatchify (MAE's element order) and the patch-embedding layer."""
 
+from collections.abc import Callable
+
 import einops
 import flax.linen as nn
 import jax
@@ -33,6 +35,7 @@ class PatchEmbed(nn.Module):
     patch_size: int
     embed_dim: int
     dtype: jnp.dtype = jnp.float32
+    bias_init: Callable = nn.initializers.zeros
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -43,6 +46,7 @@ class PatchEmbed(nn.Module):
             strides=(p, p),
             padding="VALID",
             kernel_init=patch_kernel_init,
+            bias_init=self.bias_init,
             dtype=self.dtype,
             name="proj",
         )(images)
