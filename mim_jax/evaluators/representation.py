@@ -1,4 +1,5 @@
-"""kNN and linear-probe evaluation of frozen encoder features (train split -> eval split)."""
+"""kNN and linear-probe evaluation of frozen encoder features (train split -> eval split):
+top-1 for single-label data, mAP for multi-label data (AudioSet-style "labels")."""
 
 import time
 from collections.abc import Callable
@@ -9,9 +10,9 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from mim_jax import sharding
+from mim_jax import config_lib, sharding
 from mim_jax.data import pipeline, sources
-from mim_jax.evaluators import knn, linear_probe
+from mim_jax.evaluators import classification, knn, linear_probe
 
 CACHE_BYTES = 2**31  # keep eval images in host memory when they fit in this budget
 
@@ -22,7 +23,8 @@ class _Split:
     def __init__(self, source, data, batch_size: int, max_examples: int | None):
         self._args = (source, data, batch_size, max_examples)
         n = len(source) if max_examples is None else min(max_examples, len(source))
-        size = n * int(np.prod(pipeline.input_shape(data)))
+        itemsize = 4 if data.num_mel_bins else 1  # float32 spectrograms, uint8 images
+        size = n * int(np.prod(config_lib.input_shape(data))) * itemsize
         self._cache = [] if size <= CACHE_BYTES else None
         self._cached = False
 
@@ -64,6 +66,7 @@ class RepresentationEvaluator:
         )
 
     def _collect(self, split: str, fn: Callable) -> tuple[np.ndarray, np.ndarray]:
+        """Features [N, D] and labels [N] (or multi-hot targets [N, C])."""
         feats, labels = [], []
         pc, pi = jax.process_count(), jax.process_index()
         for batch, valid in self.splits[split].batches():
@@ -71,7 +74,7 @@ class RepresentationEvaluator:
             local = {"image": batch["image"][pi * rows : (pi + 1) * rows]}
             out = fn(sharding.global_batch(local, self.mesh)["image"])
             feats.append(sharding.to_host(out)[:valid])
-            labels.append(batch["label"][:valid])
+            labels.append(batch["labels" if "labels" in batch else "label"][:valid])
         return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
     def _score(self, fn: Callable) -> dict[str, float]:
@@ -79,6 +82,15 @@ class RepresentationEvaluator:
         train_x, train_y = self._collect("train", fn)
         test_x, test_y = self._collect("test", fn)
         n = self.config.data.num_classes
+        if train_y.ndim == 2:  # multi-label: kNN votes and one-vs-rest probe, scored by mAP
+            votes = knn.knn_votes(
+                train_x, train_y, test_x, k=e.knn_k, temperature=e.knn_temperature
+            )
+            knn_map = classification.mean_average_precision(votes, test_y)["mAP"]
+            probe = linear_probe.linear_probe(
+                train_x, train_y, test_x, test_y, n, tuple(e.linear_l2), e.linear_steps
+            )
+            return {"knn_mAP": knn_map, "linear_mAP": probe["mAP"], "linear_l2": probe["l2"]}
         top1 = knn.knn_accuracy(
             train_x,
             train_y,

@@ -37,3 +37,18 @@ def test_whitening_gives_identity_covariance():
     x, _ = _data(2000, 2)
     (xw,) = linear_probe.whiten(x)
     np.testing.assert_allclose(np.cov(xw.T, bias=True), np.eye(x.shape[1]), atol=1e-3)
+
+
+def test_whitening_with_more_dimensions_than_examples_whitens_the_train_span():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(20, 50)) @ rng.normal(size=(50, 50))
+    test = rng.normal(size=(5, 50))
+    white_train, white_test = linear_probe.whiten(train, test)
+    assert white_train.shape == (20, 19) and white_test.shape == (5, 19)  # rank n - 1
+    np.testing.assert_allclose(np.cov(white_train.T, bias=True), np.eye(19), atol=1e-4)
+
+
+def test_whitening_constant_features_gives_an_empty_representation():
+    train = np.ones((4, 10), np.float32)
+    white_train, white_test = linear_probe.whiten(train, np.ones((2, 10), np.float32))
+    assert not white_train.any() and white_test.shape == (2, 1)
