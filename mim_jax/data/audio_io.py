@@ -25,6 +25,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from mim_jax.data import fbank
+
 SILENCE_PEAK = 1.0 / 32768  # below one 16-bit step: treated as silent
 MIN_SECONDS = 0.025  # one analysis frame
 
@@ -208,7 +210,7 @@ class SyntheticAudioSource:
         self, num_examples: int, num_frames: int, sample_rate: int, num_classes: int, seed: int
     ):
         self.num_examples, self.sample_rate = num_examples, sample_rate
-        self.num_samples = (num_frames - 1) * sample_rate // 100 + sample_rate * 25 // 1000
+        self.num_samples = fbank.samples_for_frames(num_frames, sample_rate)
         self.num_classes, self.seed = num_classes, seed
 
     def __len__(self) -> int:

@@ -56,6 +56,14 @@ def frame_count(num_samples: int, sample_rate: float, frame_length_ms: float = 2
     return 0 if num_samples < size else 1 + (num_samples - size) // shift
 
 
+def samples_for_frames(num_frames: int, sample_rate: float, frame_length_ms: float = 25.0,
+                       frame_shift_ms: float = 10.0) -> int:  # fmt: skip
+    """The fewest samples that give `num_frames` frames (the inverse of `frame_count`)."""
+    size = int(sample_rate * frame_length_ms / 1000)
+    shift = int(sample_rate * frame_shift_ms / 1000)
+    return size + (num_frames - 1) * shift
+
+
 def fbank(
     waveform: np.ndarray,
     sample_rate: float = 16000.0,

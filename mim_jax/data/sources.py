@@ -34,6 +34,8 @@ import msgpack
 import numpy as np
 from absl import logging
 
+from mim_jax.config_lib import DATA_SOURCES
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FMNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -380,7 +382,7 @@ def build(data: ml_collections.ConfigDict, split: str, seed: int):
         from mim_jax.data import audio_io
 
         return audio_io.TfdsAudioSource(data.tfds_name, split, data.tfds_data_dir)
-    raise ValueError(f"config.data.name={data.name!r}; valid: {', '.join(NAMES)}")
+    raise ValueError(f"config.data.name={data.name!r}; valid: {', '.join(DATA_SOURCES)}")
 
 
 def _list_file(data: ml_collections.ConfigDict, split: str) -> str:
@@ -396,20 +398,3 @@ def _rooted(data: ml_collections.ConfigDict, key: str) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(f"config.data.{key}: no file {path}")
     return path
-
-
-NAMES = (
-    "fashion_mnist",
-    "synthetic",
-    "tfds",
-    "folder",
-    "array_record",
-    "moving_fashion_mnist",
-    "video_list",
-    "video_folder",
-    "video_array_record",
-    "spoken_keywords",
-    "audio_folder",
-    "audio_list",
-    "tfds_audio",
-)

@@ -180,16 +180,22 @@ def _decode_wanted(path: str, wanted: np.ndarray, seek: bool) -> dict[int, np.nd
         return out
 
 
+def _checked_indices(where: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Frame indices as int64 [N], failing (naming `where`) when empty or negative."""
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    if indices.size == 0:
+        raise ValueError(f"{where}: no frame indices")
+    if indices.min() < 0:
+        raise ValueError(f"{where}: negative frame index {int(indices.min())}")
+    return indices
+
+
 def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     """uint8 [len(indices), H, W, 3]: the frames of a video file at 0-based `indices` (any
     order, repeats allowed; past the end gives the last frame), decoding only from the
     keyframe before the first wanted frame to the last wanted one."""
     path = str(path)
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    if indices.size == 0:
-        raise ValueError(f"{path}: no frame indices")
-    if indices.min() < 0:
-        raise ValueError(f"{path}: negative frame index {int(indices.min())}")
+    indices = _checked_indices(path, indices)
     wanted = np.unique(indices)  # sorted
     try:
         frames = _decode_wanted(path, wanted, seek=True)
@@ -240,11 +246,7 @@ def read_frame_folder(
     """uint8 [len(indices), H, W, 3]: frames at 0-based `indices` into the sorted image files
     of `directory` (past the end gives the last one); each file is decoded once."""
     directory = str(directory)
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    if indices.size == 0:
-        raise ValueError(f"{directory}: no frame indices")
-    if indices.min() < 0:
-        raise ValueError(f"{directory}: negative frame index {int(indices.min())}")
+    indices = _checked_indices(directory, indices)
     names = list_frames(directory)
     indices = np.minimum(indices, len(names) - 1)
     frames = {}

@@ -24,7 +24,6 @@ from mim_jax import masking
 from mim_jax.methods import base, mae
 from mim_jax.models import posemb
 from mim_jax.models.patch import PatchEmbed, torch_conv_bias_init
-from mim_jax.models.vit import Encoder, dense_init, token_init
 from mim_jax.models.window import CosineWindowDecoder
 
 DECODERS = ("swin", "global")
@@ -42,41 +41,33 @@ class AudioMaskedAutoencoder(mae.MaskedAutoencoder):
     mask_t_prob: float = 0.7  # 2-D masking: fraction of time rows masked
     mask_f_prob: float = 0.3  # and of frequency columns (main_pretrain.py defaults)
 
-    def setup(self):
-        p, c = self.patch_size, self.channels
-        self.patch_embed = PatchEmbed(
-            p, self.width, dtype=self.dtype, bias_init=torch_conv_bias_init(p * p * c)
+    def make_patch_embed(self) -> nn.Module:
+        fan_in = self.patch_size**2 * self.channels
+        return PatchEmbed(
+            self.patch_size,
+            self.width,
+            dtype=self.dtype,
+            bias_init=torch_conv_bias_init(fan_in),
+            name="patch_embed",
         )
-        self.cls_token = self.param("cls_token", token_init, (1, 1, self.width))
-        self.encoder = Encoder(
-            self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, name="encoder"
-        )
-        self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
-        self.mask_token = self.param("mask_token", token_init, (1, 1, self.decoder_width))
-        if self.decoder_type == "swin":
-            self.decoder = CosineWindowDecoder(
-                self.decoder_depth,
-                self.decoder_heads,
-                self.grid,
-                tuple(self.window),
-                tuple(self.shift),
-                self.mlp_ratio,
-                self.meta_hidden,
-                self.meta_dropout,
-                self.dtype,
-                name="decoder",
-            )
-        elif self.decoder_type == "global":
-            self.decoder = Encoder(
-                self.decoder_depth,
-                self.decoder_heads,
-                self.mlp_ratio,
-                dtype=self.dtype,
-                name="decoder",
-            )
-        else:
+
+    def make_decoder(self) -> nn.Module:
+        if self.decoder_type == "global":
+            return super().make_decoder()
+        if self.decoder_type != "swin":
             raise ValueError(f"config.model.decoder_type={self.decoder_type!r}; valid: {DECODERS}")
-        self.decoder_pred = nn.Dense(p * p * c, kernel_init=dense_init, dtype=self.dtype)
+        return CosineWindowDecoder(
+            self.decoder_depth,
+            self.decoder_heads,
+            self.grid,
+            tuple(self.window),
+            tuple(self.shift),
+            self.mlp_ratio,
+            self.meta_hidden,
+            self.meta_dropout,
+            self.dtype,
+            name="decoder",
+        )
 
     def pos_table(self, dim: int) -> np.ndarray:
         # The official table is built on the patch embedding's `patch_hw` = (F', T') grid

@@ -60,18 +60,25 @@ class MaskedAutoencoder(nn.Module):
         return posemb.sincos_2d(dim, self.grid, cls_token=True)
 
     def setup(self):
-        self.patch_embed = PatchEmbed(self.patch_size, self.width, dtype=self.dtype)
+        self.patch_embed = self.make_patch_embed()
         self.cls_token = self.param("cls_token", token_init, (1, 1, self.width))
         self.encoder = Encoder(
             self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, name="encoder"
         )
         self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
         self.mask_token = self.param("mask_token", token_init, (1, 1, self.decoder_width))
-        self.decoder = Encoder(
-            self.decoder_depth, self.decoder_heads, self.mlp_ratio, dtype=self.dtype, name="decoder"
-        )
+        self.decoder = self.make_decoder()
         out_dim = self.patch_size**2 * self.channels
         self.decoder_pred = nn.Dense(out_dim, kernel_init=dense_init, dtype=self.dtype)
+
+    def make_patch_embed(self) -> nn.Module:
+        return PatchEmbed(self.patch_size, self.width, dtype=self.dtype, name="patch_embed")
+
+    def make_decoder(self) -> nn.Module:
+        """The decoder blocks and final norm: [B, 1 + L, Dd] -> [B, 1 + L, Dd]."""
+        return Encoder(
+            self.decoder_depth, self.decoder_heads, self.mlp_ratio, dtype=self.dtype, name="decoder"
+        )
 
     def encode(
         self, images: jax.Array, mask: masking.MaskSpec | None = None, train: bool = False

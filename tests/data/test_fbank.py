@@ -85,3 +85,10 @@ def test_pad_or_crop_appends_zeros_or_keeps_the_first_frames():
 def test_rejects_multichannel_input():
     with pytest.raises(ValueError, match="mono"):
         fbank.fbank(np.zeros((2, 16000), np.float32))
+
+
+def test_samples_for_frames_is_the_inverse_of_frame_count():
+    for n in (1, 2, 98, 1024):
+        samples = fbank.samples_for_frames(n, 16000)
+        assert fbank.frame_count(samples, 16000) == n
+        assert fbank.frame_count(samples - 1, 16000) == n - 1
