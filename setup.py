@@ -33,6 +33,8 @@ EXTRAS = {
         "gcp-storage-emulator>=2024.8",  # local GCS for tests
         "kaldi-native-fbank>=1.20",  # independent Kaldi fbank, the features' reference
         "scikit-learn>=1.3",  # reference average precision
+        "scikit-image>=0.22",  # reference HOG (MaskFeat targets)
+        "scipy>=1.10",  # connected components in the block-masking tests
     ],
     "gpu": ["jax[cuda13]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],

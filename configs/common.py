@@ -121,6 +121,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.base_lr = 1.5e-4  # lr = base_lr * batch_size / lr_base_batch
     c.optim.lr_base_batch = 256
     c.optim.min_lr = 0.0
+    c.optim.schedule = "cosine"  # cosine (to min_lr) | multistep (x milestone_rate per milestone)
+    c.optim.milestone_epochs = ()  # multistep: when the lr drops (steps: milestone_steps)
+    c.optim.milestone_steps = ()
+    c.optim.milestone_rate = 0.1
+    c.optim.warmup_base_lr = 0.0  # lr at step 0 of the warmup, scaled like base_lr
     c.optim.warmup_steps = config_dict.placeholder(int)
     c.optim.warmup_epochs = config_dict.placeholder(float)
     c.optim.b1 = 0.9
@@ -240,4 +245,43 @@ def set_video_data(config: ml_collections.ConfigDict, data: str, variant: str) -
     elif data == "synthetic":
         d.name, d.num_workers = "synthetic", 0
         config.eval.at_end = False  # random labels: probes would measure nothing
+        config.eval.baselines = False
+
+
+IMAGE_DATASETS = ("fashion_mnist", "synthetic", "imagenet2012", "folder", "array_record")
+
+
+def set_imagenet(config: ml_collections.ConfigDict, size: int) -> None:
+    """ImageNet-1k through TFDS at `size` px with the official repos' shared settings
+    (IMAGENET_DEFAULT mean/std, flip, eval resize to size / 0.875 + center crop)."""
+    d = config.data
+    d.name, d.tfds_name = "tfds", "imagenet2012"
+    d.train_split, d.eval_split = "train", "validation"
+    d.image_size, d.channels, d.num_classes = size, 3, 1000
+    d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+    d.flip = True
+    d.eval_crop_pct = 0.875
+    d.num_workers = 8
+
+
+def set_image_data(config: ml_collections.ConfigDict, data: str, variant: str) -> None:
+    """Applies an image config's `data=` arg: fashion_mnist (the small default model),
+    synthetic (random images, no I/O), or for a recipe variant imagenet2012 (TFDS, the
+    recipe's own default), folder (<root>/train|val/<wnid>/*.JPEG) or array_record (shards
+    from `python -m mim_jax.data.convert`)."""
+    if data and data not in IMAGE_DATASETS:
+        raise ValueError(f"data={data!r}; valid: {list(IMAGE_DATASETS)}")
+    if data == "fashion_mnist" and variant:
+        raise ValueError("data=fashion_mnist is for the default small model (no variant)")
+    if data in ("imagenet2012", "folder", "array_record") and not variant:
+        raise ValueError(f"data={data} needs a variant, e.g. variant=...,data={data}")
+    d = config.data
+    if data in ("folder", "array_record"):
+        d.name, d.tfds_name = data, None  # set --config.data.root
+        d.train_split, d.eval_split = "train", "val"
+    if data == "synthetic":
+        d.name, d.num_workers = "synthetic", 0
+        config.batch_size = 16 if variant else 64  # pass --config.batch_size for the recipe
+        config.eval.at_end = False  # random labels: probes would measure nothing
+        config.eval.every_epochs = None
         config.eval.baselines = False

@@ -27,7 +27,6 @@ VARIANTS = {
     "L/16": (16, 1024, 24, 16),
     "H/14": (14, 1280, 32, 16),
 }
-DATASETS = ("fashion_mnist", "synthetic", "imagenet2012", "folder", "array_record")
 
 
 def _imagenet_recipe(config, variant: str) -> None:
@@ -41,16 +40,8 @@ def _imagenet_recipe(config, variant: str) -> None:
         decoder_depth=8,
         decoder_heads=16,
     )
-    d = config.data
-    d.name = "tfds"
-    d.tfds_name = "imagenet2012"
-    d.train_split, d.eval_split = "train", "validation"
-    d.image_size, d.channels, d.num_classes = 224, 3, 1000
-    d.mean, d.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # IMAGENET_DEFAULT_*
-    d.crop_scale = (0.2, 1.0)  # RandomResizedCrop(224, scale=(0.2, 1.0), bicubic) + flip
-    d.flip = True
-    d.eval_crop_pct = 0.875
-    d.num_workers = 8
+    common.set_imagenet(config, 224)
+    config.data.crop_scale = (0.2, 1.0)  # RandomResizedCrop(224, scale=(0.2, 1.0)) + flip
     config.batch_size = 4096  # PRETRAIN.md: effective batch 4096
     config.total_epochs = 800.0
     config.optim.update(base_lr=1.5e-4, lr_base_batch=256, min_lr=0.0, warmup_epochs=40.0)
@@ -98,26 +89,5 @@ def get_config(arg: str | None = None):
         config.eval.features = "mean"
         config.eval.baselines = True  # raw pixels and the random-init encoder, for reference
 
-    data = arg.data or None
-    if data is not None and data not in DATASETS:
-        raise ValueError(f"data={data!r}; valid: {list(DATASETS)}")
-    if data == "fashion_mnist" and arg.variant:
-        raise ValueError("data=fashion_mnist is for the default small model (no variant)")
-    if data in ("imagenet2012", "folder", "array_record") and not arg.variant:
-        raise ValueError(f"data={data} needs a variant, e.g. variant=B/16,data={data}")
-    if data in ("folder", "array_record"):
-        # ImageNet-style: <root>/train and <root>/val; set --config.data.root
-        config.data.name = data
-        config.data.tfds_name = None
-        config.data.train_split, config.data.eval_split = "train", "val"
-    if data == "synthetic":
-        # Random images of the model's input shape, no I/O: smoke tests and benchmarks.
-        config.data.name = "synthetic"
-        config.data.num_workers = 0
-        config.batch_size = (
-            16 if arg.variant else 64
-        )  # pass --config.batch_size=4096 for the recipe
-        config.eval.at_end = False  # random labels: probes would measure nothing
-        config.eval.every_epochs = None
-        config.eval.baselines = False
+    common.set_image_data(config, arg.data, arg.variant)
     return config

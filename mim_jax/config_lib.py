@@ -169,6 +169,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f"config.batch_size={config.batch_size} must be divisible by grad_accum_steps ({accum}) "
         f"x device count ({num_devices})",
     )
+    from mim_jax import optim
+
+    o = config.optim
+    _check(
+        o.schedule in optim.SCHEDULES,
+        f"config.optim.schedule={o.schedule!r}; valid: {optim.SCHEDULES}",
+    )
+    _check(
+        o.schedule == "multistep" or not (o.milestone_epochs or o.milestone_steps),
+        "config.optim.milestone_epochs/steps need config.optim.schedule='multistep'",
+    )
     _check(config.eval.features in POOLS, f"config.eval.features must be one of {POOLS}")
     _check(config.log_every_steps >= 1, "config.log_every_steps must be >= 1")
     _check(

@@ -8,18 +8,28 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+SCHEDULES = ("cosine", "multistep")
+
+
+def _warmup(step: jax.Array, peak_lr: float, warmup_steps: int, warmup_init: float):
+    return warmup_init + (peak_lr - warmup_init) * step / max(warmup_steps, 1)
+
 
 def warmup_cosine(
-    peak_lr: float, total_steps: int, warmup_steps: int, min_lr: float = 0.0
+    peak_lr: float,
+    total_steps: int,
+    warmup_steps: int,
+    min_lr: float = 0.0,
+    warmup_init: float = 0.0,
 ) -> optax.Schedule:
-    """Linear warmup from 0, then half-cycle cosine to `min_lr`, evaluated per step.
+    """Linear warmup from `warmup_init`, then half-cycle cosine to `min_lr`, per step.
 
     MAE `util/lr_sched.adjust_learning_rate` with epoch = step / steps_per_epoch.
     """
 
     def schedule(step):
         step = jnp.asarray(step, jnp.float32)
-        warm = peak_lr * step / max(warmup_steps, 1)
+        warm = _warmup(step, peak_lr, warmup_steps, warmup_init)
         progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
         cosine = min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + jnp.cos(math.pi * progress))
         return jnp.where(step < warmup_steps, warm, cosine)
@@ -27,17 +37,41 @@ def warmup_cosine(
     return schedule
 
 
+def warmup_multistep(
+    peak_lr: float,
+    warmup_steps: int,
+    milestones: tuple[int, ...],
+    rate: float = 0.1,
+    warmup_init: float = 0.0,
+) -> optax.Schedule:
+    """Linear warmup from `warmup_init`, then `peak_lr` times `rate` per milestone step
+    passed (SimMIM's 800-epoch `multistep` schedule, lr_scheduler.py)."""
+    bounds = jnp.asarray(milestones or (), jnp.float32)
+
+    def schedule(step):
+        step = jnp.asarray(step, jnp.float32)
+        warm = _warmup(step, peak_lr, warmup_steps, warmup_init)
+        drops = jnp.sum(step >= bounds) if len(milestones) else 0
+        return jnp.where(step < warmup_steps, warm, peak_lr * rate**drops)
+
+    return schedule
+
+
 def decay_mask(params, skip: tuple[str, ...] = ()):
-    """True where weight decay applies: >= 2-D tensors outside the top-level names `skip`.
+    """True where weight decay applies: >= 2-D tensors whose path names nothing in `skip`.
 
     timm's `param_groups_weight_decay` (used by MAE) exempts 1-D params and biases; the
     cls and mask tokens are [1, 1, D], so MAE does decay them. Methods whose official
-    optimizer skips named params (VideoMAE: `no_weight_decay()`) list them in `skip`.
+    optimizer skips named params (VideoMAE: `no_weight_decay()`) list them in `skip`; a
+    name matches at any depth (SimMIM's `encoder/cls_token`).
     """
-    return {
-        name: jax.tree.map(lambda p, decay=name not in skip: decay and p.ndim > 1, sub)
-        for name, sub in params.items()
-    }
+    skip = frozenset(skip)
+
+    def decays(path, p) -> bool:
+        names = {getattr(k, "key", None) for k in path}
+        return p.ndim > 1 and not names & skip
+
+    return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def peak_lr(config: ml_collections.ConfigDict) -> float:
@@ -57,11 +91,19 @@ def make(
     total_steps: int,
     warmup_steps: int,
     no_weight_decay: tuple[str, ...] = (),
+    milestones: tuple[int, ...] = (),
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with the decay mask (minus the top-level params `no_weight_decay`), optional
-    global-norm clipping, and its lr schedule."""
+    """AdamW with the decay mask (minus the params named in `no_weight_decay`), optional
+    global-norm clipping, and its lr schedule (`milestones`: steps of the multistep drops)."""
     o = config.optim
-    schedule = warmup_cosine(peak_lr(config), total_steps, warmup_steps, o.min_lr)
+    peak = peak_lr(config)
+    warmup_init = o.warmup_base_lr * peak / o.base_lr if o.base_lr else 0.0  # scaled alike
+    if o.schedule == "cosine":
+        schedule = warmup_cosine(peak, total_steps, warmup_steps, o.min_lr, warmup_init)
+    elif o.schedule == "multistep":
+        schedule = warmup_multistep(peak, warmup_steps, milestones, o.milestone_rate, warmup_init)
+    else:
+        raise ValueError(f"config.optim.schedule={o.schedule!r}; valid: {SCHEDULES}")
     parts = []
     if o.grad_clip is not None:
         parts.append(optax.clip_by_global_norm(o.grad_clip))

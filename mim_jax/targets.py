@@ -41,3 +41,17 @@ def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array
     """
     per_token = jnp.mean((pred.astype(jnp.float32) - target.astype(jnp.float32)) ** 2, axis=-1)
     return jnp.sum(per_token * mask) / jnp.sum(mask)
+
+
+SIMMIM_EPS = 1e-5  # SimMIM models/simmim.py: / (mask.sum() + 1e-5) / in_chans
+
+
+def masked_l1_pixels(images: jax.Array, recon: jax.Array, pixel_mask: jax.Array) -> jax.Array:
+    """SimMIM's loss: L1 summed over masked pixels and channels, divided by the number of
+    masked pixels (+1e-5) and by the channel count, in float32.
+
+    images, recon: [B, H, W, C]; pixel_mask: [B, H, W] with 1 = masked.
+    """
+    diff = jnp.abs(images.astype(jnp.float32) - recon.astype(jnp.float32))
+    m = pixel_mask.astype(jnp.float32)
+    return jnp.sum(diff * m[..., None]) / (jnp.sum(m) + SIMMIM_EPS) / images.shape[-1]

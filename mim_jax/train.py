@@ -215,8 +215,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     # -- Method, optimizer and the sharded state
     method = methods.build(config)
+    milestones = tuple(config.optim.milestone_steps) or tuple(
+        round(e * steps_per_epoch) for e in config.optim.milestone_epochs
+    )
     tx, schedule = optim.make(
-        config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ())
+        config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ()), milestones
     )
     example = {
         "image": jax.ShapeDtypeStruct((config.batch_size, *config_lib.input_shape(d)), jnp.float32)

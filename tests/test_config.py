@@ -243,3 +243,13 @@ def test_audio_geometry_is_checked_before_anything_runs():
     config.data.num_frames = 4
     with pytest.raises(ValueError, match="num_frames must be 0"):
         config_lib.validate(config, 1)
+
+
+def test_milestones_need_the_multistep_schedule():
+    config = mae_config.get_config()
+    config.optim.milestone_epochs = (5.0,)
+    with pytest.raises(ValueError, match="schedule='multistep'"):
+        config_lib.validate(config, 1)
+    config.optim.schedule = "step"
+    with pytest.raises(ValueError, match="config.optim.schedule='step'"):
+        config_lib.validate(config, 1)

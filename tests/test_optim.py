@@ -78,3 +78,32 @@ def test_grad_clip_bounds_the_global_norm_before_adam():
 def test_peak_lr_scales_linearly_with_batch():
     config = mae_config.get_config("variant=B/16")
     assert optim.peak_lr(config) == 1.5e-4 * 4096 / 256
+
+
+def test_multistep_schedule_warms_up_from_its_start_then_drops_at_milestones():
+    """SimMIM's 800-epoch schedule: linear from warmup_lr, constant, x0.1 at each milestone."""
+    sched = optim.warmup_multistep(4e-4, 10, (100, 150), rate=0.1, warmup_init=2e-6)
+    lrs = [float(sched(s)) for s in (0, 5, 10, 99, 100, 149, 150, 400)]
+    np.testing.assert_allclose(
+        lrs, [2e-6, 2e-6 + 0.5 * (4e-4 - 2e-6), 4e-4, 4e-4, 4e-5, 4e-5, 4e-6, 4e-6], rtol=1e-5
+    )
+
+
+def test_simmim_recipe_uses_the_multistep_schedule_scaled_by_batch_over_512():
+    from configs import simmim as simmim_config
+
+    config = simmim_config.get_config("variant=ViT-B/16")
+    _, sched = optim.make(config, total_steps=800, warmup_steps=10, milestones=(700,))
+    np.testing.assert_allclose(float(sched(0)), 5e-7 * 2048 / 512, rtol=1e-5)
+    np.testing.assert_allclose(float(sched(699)), 4e-4, rtol=1e-5)
+    np.testing.assert_allclose(float(sched(700)), 4e-5, rtol=1e-5)
+
+
+def test_decay_mask_exempts_names_at_any_depth():
+    params = {
+        "encoder": {"cls_token": jnp.zeros((1, 1, 4)), "blocks": {"w": jnp.zeros((4, 4))}},
+        "mask_token": jnp.zeros((1, 1, 4)),
+    }
+    mask = optim.decay_mask(params, ("cls_token",))
+    assert not mask["encoder"]["cls_token"] and mask["encoder"]["blocks"]["w"]
+    assert mask["mask_token"]

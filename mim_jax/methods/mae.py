@@ -117,6 +117,10 @@ class MaskedAutoencoder(nn.Module):
         """Shape of the masking noise for `batch` inputs (one value per patch)."""
         return (batch, self.num_patches)
 
+    def draw_noise(self, batch: int) -> jax.Array:
+        """Masking noise from the "masking" RNG stream: uniform (random masking)."""
+        return jax.random.uniform(self.make_rng("masking"), self.noise_shape(batch))
+
     def mask_spec(self, noise: jax.Array) -> masking.MaskSpec:
         return masking.mask_from_noise(noise, self.mask_ratio)
 
@@ -127,7 +131,7 @@ class MaskedAutoencoder(nn.Module):
         "masking" RNG stream draws it. Returns loss, pred [B, L, P], mask [B, L],
         latent [B, 1 + K, D] and ids_restore [B, L]."""
         if noise is None:
-            noise = jax.random.uniform(self.make_rng("masking"), self.noise_shape(len(images)))
+            noise = self.draw_noise(len(images))
         spec = self.mask_spec(noise)
         latent = self.encode(images, spec, train)
         pred = self.decode(latent, spec.ids_restore, train)

@@ -30,12 +30,10 @@ from mim_jax.models.patch import (
     torch_default_init,
     unpatchify_video,
 )
-from mim_jax.models.vit import Encoder, dense_init
+from mim_jax.models.vit import Encoder, dense_init, trunc_std_init
 
 Params = Any
 CUBE_STD_EPS = 1e-6  # engine_for_pretraining.py: (x - mean) / (var.sqrt() + 1e-6)
-# VideoMAE's local `trunc_normal_(t, std=.02)` passes a=-std, b=std: truncated at +-1 std.
-mask_token_init = nn.initializers.truncated_normal(stddev=0.02, lower=-1.0, upper=1.0)
 
 
 def cube_normalized_targets(patches: jax.Array, channels: int) -> jax.Array:
@@ -83,7 +81,7 @@ class VideoMAEModel(base.VideoAutoencoder):
         self.encoder_to_decoder = nn.Dense(
             self.decoder_width, use_bias=False, kernel_init=torch_default_init, dtype=self.dtype
         )
-        self.mask_token = self.param("mask_token", mask_token_init, (1, 1, self.decoder_width))
+        self.mask_token = self.param("mask_token", trunc_std_init, (1, 1, self.decoder_width))
         self.decoder = Encoder(
             self.decoder_depth, self.decoder_heads, self.mlp_ratio, dtype=self.dtype, qkv_bias="qv"
         )

@@ -36,6 +36,7 @@ class PatchEmbed(nn.Module):
     embed_dim: int
     dtype: jnp.dtype = jnp.float32
     bias_init: Callable = nn.initializers.zeros
+    kernel_init: Callable = patch_kernel_init
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -45,7 +46,7 @@ class PatchEmbed(nn.Module):
             (p, p),
             strides=(p, p),
             padding="VALID",
-            kernel_init=patch_kernel_init,
+            kernel_init=self.kernel_init,
             bias_init=self.bias_init,
             dtype=self.dtype,
             name="proj",

@@ -12,17 +12,21 @@ def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
 
-def sincos_2d(dim: int, grid: tuple[int, int], cls_token: bool = False) -> np.ndarray:
+def sincos_2d(
+    dim: int, grid: tuple[int, int], cls_token: bool = False, rows_first: bool = False
+) -> np.ndarray:
     """[(1+)h*w, dim] float32 table for a row-major h x w patch grid.
 
-    As in the official code, the first half of the channels encodes the column (x) index
-    and the second half the row (y) index; with `cls_token` a zero row is prepended.
+    As in MAE's code, the first half of the channels encodes the column (x) index and the
+    second half the row (y) index; `rows_first` swaps them (CAE's
+    `build_2d_sincos_position_embedding`). With `cls_token` a zero row is prepended.
     """
     if dim % 4:
         raise ValueError(f"2-D sin-cos embedding needs dim divisible by 4, got {dim}")
     h, w = grid
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")  # [h, w] each
-    table = np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
+    halves = [sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)]
+    table = np.concatenate(halves[::-1] if rows_first else halves, axis=1)
     if cls_token:
         table = np.concatenate([np.zeros((1, dim)), table], axis=0)
     return table.astype(np.float32)
