@@ -330,3 +330,40 @@ def test_audiomae_on_an_audioset_style_list_reports_map_and_skips_a_broken_file(
     assert "knn_top1" not in summary
     metrics = read_metrics(tmp_path / "work")
     assert sum(m.get("bad_examples", 0) for m in metrics) >= 1
+
+
+# Tiny shapes per image-family config (16 px RGB synthetic images).
+TINY_IMAGE_METHODS = {
+    "simmim": ("", dict(patch_size=4, mask_patch_size=8)),
+    "simmim_swin": (
+        "variant=Swin-B",
+        dict(patch_size=2, width=8, depths=(1, 1, 1), heads=(1, 1, 2), window=2, mask_patch_size=8),
+    ),
+    "maskfeat": ("", dict(patch_size=8, hog_cell=4)),
+    "crossmae": ("", dict(patch_size=4, decoder_width=16, decoder_heads=2)),
+    "cae": ("", dict(patch_size=4, num_masked=8, min_block_patches=2)),
+    "colormae": ("color=purple", dict(patch_size=4, decoder_width=16, decoder_heads=2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_IMAGE_METHODS))
+def test_image_methods_train_on_8_devices(name, tmp_path):
+    """Sharded steps of each image-family method on synthetic images, with a
+    reconstruction grid, through the user's config."""
+    import importlib
+
+    arg, model = TINY_IMAGE_METHODS[name]
+    module = importlib.import_module(f"configs.{name.split('_')[0]}")
+    config = module.get_config(",".join(filter(None, [arg, "data=synthetic"])))
+    config.data.update(image_size=16, channels=3, synthetic_examples=64)
+    config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3
+    if "width" not in model:
+        model.update(width=32, depth=1, num_heads=2)
+    config.model.update(**model)
+    config.dtype = "float32"
+    _four_steps_with_a_picture(config)
+    train.train_and_evaluate(config, tmp_path)
+    losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    grid = Image.open(tmp_path / "reconstructions" / "step_0000004.png")
+    assert grid.width >= 3 * 16 and grid.height >= 2 * 16

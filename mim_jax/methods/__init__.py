@@ -5,7 +5,17 @@ from collections.abc import Callable
 
 import ml_collections
 
-from mim_jax.methods import audiomae, mae, mae_st, videomae
+from mim_jax.methods import (
+    audiomae,
+    cae,
+    colormae,
+    crossmae,
+    mae,
+    mae_st,
+    maskfeat,
+    simmim,
+    videomae,
+)
 
 # name -> factory(config) building the method object.
 METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
@@ -15,6 +25,11 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
     # VideoMAE V2 is VideoMAE with the running-cell decoder mask (model.decoder_mask_ratio).
     "videomae_v2": videomae.from_config,
     "audiomae": audiomae.from_config,
+    "simmim": simmim.from_config,
+    "maskfeat": maskfeat.from_config,
+    "crossmae": crossmae.from_config,
+    "cae": cae.from_config,
+    "colormae": colormae.from_config,
 }
 
 
