@@ -1,0 +1,1 @@
+"""Command-line tools that are not training runs (mask gallery, ...)."""
