@@ -33,12 +33,6 @@ def _imagenet_recipe(config) -> None:
     # warmup epochs from 0, cosine to 1e-5; AdamW (0.9, 0.999), wd 0.05, grad-norm clip 3.
     config.optim.update(base_lr=1.5e-3, lr_base_batch=2048, warmup_epochs=20.0, min_lr=1e-5)
     config.optim.update(b1=0.9, b2=0.999, weight_decay=0.05, grad_clip=3.0)
-    config.dtype = "bfloat16"  # the official run uses torch.cuda.amp
-    config.log_every_steps = 100
-    config.ckpt.every_epochs = 1.0
-    config.viz.every_epochs = 10.0
-    config.eval.at_end = False
-    config.eval.batch_size = 512
 
 
 def get_config(arg: str | None = None):
@@ -57,14 +51,8 @@ def get_config(arg: str | None = None):
         m.update(patch_size=7, width=128, depth=4, num_heads=4, drop_path=0.0)
         m.update(regressor_depth=2, decoder_depth=2, num_masked=8, min_block_patches=2)
         config.data.crop_scale = (0.6, 1.0)
-        config.batch_size = 256
-        config.total_epochs = 8.0
         config.optim.update(base_lr=2e-3, lr_base_batch=256, warmup_epochs=1.0)
         config.optim.update(b1=0.9, b2=0.999, weight_decay=0.05, grad_clip=3.0)
-        config.log_every_steps = 25
-        config.ckpt.every_epochs = 2.0
-        config.viz.every_epochs = 2.0
-        config.eval.features = "mean"
-        config.eval.baselines = True
+        common.set_small_default(config, epochs=8.0, every=2.0)
     common.set_image_data(config, arg.data, arg.variant)
     return config

@@ -248,12 +248,33 @@ def set_video_data(config: ml_collections.ConfigDict, data: str, variant: str) -
         config.eval.baselines = False
 
 
+def set_small_default(config: ml_collections.ConfigDict, epochs: float, every: float) -> None:
+    """The embedded default run of an image method: batch 256 for `epochs`, logs every 25
+    steps, checkpoints and reconstructions every `every` epochs, mean-pooled features, and
+    the raw-pixel and random-init baselines for reference."""
+    config.batch_size = 256
+    config.total_epochs = epochs
+    config.log_every_steps = 25
+    config.ckpt.every_epochs = every
+    config.viz.every_epochs = every
+    config.eval.features = "mean"
+    config.eval.baselines = True
+
+
 IMAGE_DATASETS = ("fashion_mnist", "synthetic", "imagenet2012", "folder", "array_record")
 
 
 def set_imagenet(config: ml_collections.ConfigDict, size: int) -> None:
     """ImageNet-1k through TFDS at `size` px with the official repos' shared settings
-    (IMAGENET_DEFAULT mean/std, flip, eval resize to size / 0.875 + center crop)."""
+    (IMAGENET_DEFAULT mean/std, flip, eval resize to size / 0.875 + center crop), and the
+    run settings of an ImageNet pretraining: bf16 compute with fp32 params (the official
+    runs use fp16 / apex mixed precision), logs every 100 steps, a checkpoint per epoch."""
+    config.dtype = "bfloat16"
+    config.log_every_steps = 100
+    config.ckpt.every_epochs = 1.0
+    config.viz.every_epochs = 10.0
+    config.eval.at_end = False  # kNN over 1.28M images is a separate job
+    config.eval.batch_size = 512
     d = config.data
     d.name, d.tfds_name = "tfds", "imagenet2012"
     d.train_split, d.eval_split = "train", "validation"

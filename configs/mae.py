@@ -46,12 +46,6 @@ def _imagenet_recipe(config, variant: str) -> None:
     config.total_epochs = 800.0
     config.optim.update(base_lr=1.5e-4, lr_base_batch=256, min_lr=0.0, warmup_epochs=40.0)
     config.optim.update(b1=0.9, b2=0.95, weight_decay=0.05)  # main_pretrain.py
-    config.dtype = "bfloat16"  # the official run uses fp16 autocast with fp32 master weights
-    config.log_every_steps = 100
-    config.ckpt.every_epochs = 1.0
-    config.viz.every_epochs = 10.0
-    config.eval.at_end = False  # kNN over 1.28M images is a separate job (configs/linprobe)
-    config.eval.batch_size = 512
 
 
 def get_config(arg: str | None = None):
@@ -80,14 +74,8 @@ def get_config(arg: str | None = None):
             decoder_heads=4,
         )
         config.data.crop_scale = (0.6, 1.0)
-        config.batch_size = 256
-        config.total_epochs = 12.0
         config.optim.update(base_lr=2e-3, warmup_epochs=1.0, weight_decay=0.05)
-        config.log_every_steps = 25
-        config.ckpt.every_epochs = 2.0
-        config.viz.every_epochs = 2.0
-        config.eval.features = "mean"
-        config.eval.baselines = True  # raw pixels and the random-init encoder, for reference
+        common.set_small_default(config, epochs=12.0, every=2.0)
 
     common.set_image_data(config, arg.data, arg.variant)
     return config

@@ -29,12 +29,6 @@ def _imagenet_recipe(config) -> None:
     config.optim.update(base_lr=2e-4, lr_base_batch=256, warmup_epochs=30.0, min_lr=1e-6)
     config.optim.update(warmup_base_lr=1e-6 * 256 / 2048)  # 1e-6 at batch 2048
     config.optim.update(b1=0.9, b2=0.999, weight_decay=0.05, grad_clip=0.02)
-    config.dtype = "bfloat16"  # the official run uses mixed precision
-    config.log_every_steps = 100
-    config.ckpt.every_epochs = 1.0
-    config.viz.every_epochs = 10.0
-    config.eval.at_end = False
-    config.eval.batch_size = 512
 
 
 def get_config(arg: str | None = None):
@@ -53,14 +47,8 @@ def get_config(arg: str | None = None):
         config.data.image_size = 32
         m.update(patch_size=8, hog_cell=4, width=128, depth=4, num_heads=4, drop_path=0.0)
         config.data.crop_scale = (0.5, 1.0)
-        config.batch_size = 256
-        config.total_epochs = 5.0
         config.optim.update(base_lr=2e-3, lr_base_batch=256, warmup_epochs=1.0)
         config.optim.update(b1=0.9, b2=0.999, weight_decay=0.05, grad_clip=1.0)
-        config.log_every_steps = 25
-        config.ckpt.every_epochs = 1.0
-        config.viz.every_epochs = 1.0
-        config.eval.features = "mean"
-        config.eval.baselines = True
+        common.set_small_default(config, epochs=5.0, every=1.0)
     common.set_image_data(config, arg.data, arg.variant)
     return config

@@ -44,12 +44,6 @@ def _imagenet_recipe(config, variant: str) -> None:
     config.optim.update(base_lr=1e-4, lr_base_batch=512, warmup_epochs=10.0)
     config.optim.update(warmup_base_lr=5e-7, schedule="multistep", milestone_epochs=(700.0,))
     config.optim.update(b1=0.9, b2=0.999, weight_decay=0.05, grad_clip=5.0)
-    config.dtype = "bfloat16"  # the official run uses apex O1 mixed precision
-    config.log_every_steps = 100
-    config.ckpt.every_epochs = 1.0
-    config.viz.every_epochs = 10.0
-    config.eval.at_end = False  # kNN over 1.28M images is a separate job
-    config.eval.batch_size = 512
 
 
 def get_config(arg: str | None = None):
@@ -68,14 +62,8 @@ def get_config(arg: str | None = None):
         m.update(layer_scale=0.1, rel_pos_bias=True, pos_embed="none", drop_path=0.0)
         m.update(mask_patch_size=7, mask_ratio=0.6)
         config.data.crop_scale = (0.67, 1.0)
-        config.batch_size = 256
-        config.total_epochs = 5.0
         config.optim.update(base_lr=4e-3, lr_base_batch=512, warmup_epochs=1.0)
         config.optim.update(b1=0.9, b2=0.999, weight_decay=0.05, grad_clip=5.0)
-        config.log_every_steps = 25
-        config.ckpt.every_epochs = 1.0
-        config.viz.every_epochs = 1.0
-        config.eval.features = "mean"
-        config.eval.baselines = True
+        common.set_small_default(config, epochs=5.0, every=1.0)
     common.set_image_data(config, arg.data, arg.variant)
     return config

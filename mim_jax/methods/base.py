@@ -140,3 +140,29 @@ class NoiseMaskedMethod(PixelMethod):
     def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
         """Unmasked encoder features [B, D]: the cls token or the mean of the others."""
         return pool_tokens(self.model.apply({"params": params}, inputs, method="encode"), pool)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoolMaskedMethod(PixelMethod):
+    """A method whose model takes a boolean mask [B, L] (True = masked; SimMIM, MaskFeat,
+    CAE) and has a `tokens` method giving unmasked features [B, 1 + L, D], cls first."""
+
+    def forward(
+        self,
+        params: Params,
+        inputs: jax.Array,
+        rngs: Mapping[str, jax.Array] | None = None,
+        mask: jax.Array | None = None,
+        train: bool = False,
+    ) -> dict[str, jax.Array]:
+        """Full pretraining forward with the mask [B, L] given or drawn from
+        rngs["masking"]: the parity API."""
+        return self.model.apply({"params": params}, inputs, mask, train, rngs=rngs)
+
+    def given_masks(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """A batch may carry the mask ("bool_masked_pos" [B, L], True = masked)."""
+        return {"mask": batch["bool_masked_pos"]} if "bool_masked_pos" in batch else {}
+
+    def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
+        """Unmasked encoder features [B, D]: the cls token or the mean of the others."""
+        return pool_tokens(self.model.apply({"params": params}, inputs, method="tokens"), pool)

@@ -29,7 +29,7 @@ from mim_jax import masking, targets
 from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import RegressorBlock
-from mim_jax.models.patch import PatchEmbed, patchify, unpatchify
+from mim_jax.models.patch import PatchEmbed, patch_grid, patchify, unpatchify
 from mim_jax.models.vit import Encoder, dense_init, layer_norm, trunc_std_init
 
 Params = Any
@@ -57,10 +57,7 @@ class ContextAutoencoder(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        (h, w), p = self.image_size, self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
-        return h // p, w // p
+        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def num_patches(self) -> int:
@@ -182,34 +179,16 @@ class ContextAutoencoder(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class CAE(base.PixelMethod):
+class CAE(base.BoolMaskedMethod):
     """The method interface the trainer and evaluators use (pure functions of params)."""
 
     model: ContextAutoencoder
     reconstruction_views = ("original", "masked", "reconstruction", "recon + visible")
     encoder_keys = ("patch_embed", "cls_token", "encoder")
 
-    def forward(
-        self,
-        params: Params,
-        inputs: jax.Array,
-        rngs: Mapping[str, jax.Array] | None = None,
-        mask: jax.Array | None = None,
-        train: bool = False,
-    ) -> dict[str, jax.Array]:
-        """Full pretraining forward with the mask [B, L] given or drawn: the parity API."""
-        return self.model.apply({"params": params}, inputs, mask, train, rngs=rngs)
-
     def loss(self, params, batch, rngs, train: bool = True):
         out = self.forward(params, batch["image"], rngs, train=train, **self.given_masks(batch))
         return out["loss"], {"loss_main": out["loss_main"], "loss_align": out["loss_align"]}
-
-    def given_masks(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """A batch may carry the mask ("bool_masked_pos" [B, L], True = masked)."""
-        return {"mask": batch["bool_masked_pos"]} if "bool_masked_pos" in batch else {}
-
-    def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
-        return base.pool_tokens(self.model.apply({"params": params}, inputs, method="tokens"), pool)
 
     def reconstruct(
         self, params: Params, images: jax.Array, rngs: Mapping[str, jax.Array]
@@ -220,6 +199,7 @@ class CAE(base.PixelMethod):
         rows = jnp.arange(len(images))[:, None]
         pred = jnp.zeros_like(patches).at[rows, out["ids_masked"]].set(out["pred"])
         pred = targets.denormalize_predictions(pred, patches, m.norm_pix_loss)
+        pred = pred * out["mask"][..., None]  # visible patches are not predicted
         to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
         return base.reconstruction_views(patches, pred, out["mask"], to_image)
 

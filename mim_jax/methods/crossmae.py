@@ -21,7 +21,7 @@ from mim_jax import masking, targets
 from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import CrossBlock
-from mim_jax.models.patch import PatchEmbed, patchify, torch_conv_bias_init, unpatchify
+from mim_jax.models.patch import PatchEmbed, patch_grid, patchify, torch_conv_bias_init, unpatchify
 from mim_jax.models.vit import Encoder, dense_init, layer_norm, token_init
 
 Params = Any
@@ -48,10 +48,7 @@ class CrossMAEModel(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        (h, w), p = self.image_size, self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
-        return h // p, w // p
+        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def counts(self) -> tuple[int, int, int]:

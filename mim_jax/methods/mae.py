@@ -20,7 +20,7 @@ import numpy as np
 from mim_jax import masking, targets
 from mim_jax.methods import base
 from mim_jax.models import posemb
-from mim_jax.models.patch import PatchEmbed, patchify, unpatchify
+from mim_jax.models.patch import PatchEmbed, patch_grid, patchify, unpatchify
 from mim_jax.models.vit import Encoder, dense_init, token_init
 
 Params = Any
@@ -45,11 +45,7 @@ class MaskedAutoencoder(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        h, w = self.image_size
-        p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
-        return h // p, w // p
+        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def num_patches(self) -> int:

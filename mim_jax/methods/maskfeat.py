@@ -20,7 +20,7 @@ import ml_collections
 
 from mim_jax import hog, masking, targets
 from mim_jax.methods import base
-from mim_jax.models.patch import patchify, unpatchify
+from mim_jax.models.patch import patch_grid, patchify, unpatchify
 from mim_jax.models.vit import MaskTokenViT, token_init
 
 Params = Any
@@ -47,10 +47,7 @@ class MaskFeatModel(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        (h, w), p = self.image_size, self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
-        return h // p, w // p
+        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def num_masked(self) -> int:
@@ -116,7 +113,7 @@ class MaskFeatModel(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskFeat(base.PixelMethod):
+class MaskFeat(base.BoolMaskedMethod):
     """The method interface the trainer and evaluators use (pure functions of params)."""
 
     model: MaskFeatModel
@@ -124,24 +121,6 @@ class MaskFeat(base.PixelMethod):
     # per-patch HOG energy error, brighter where the predicted histograms are wrong.
     reconstruction_views = ("original", "masked", "hog error")
     encoder_keys = ("encoder",)
-
-    def forward(
-        self,
-        params: Params,
-        inputs: jax.Array,
-        rngs: Mapping[str, jax.Array] | None = None,
-        mask: jax.Array | None = None,
-        train: bool = False,
-    ) -> dict[str, jax.Array]:
-        """Full pretraining forward with the mask [B, L] given or drawn: the parity API."""
-        return self.model.apply({"params": params}, inputs, mask, train, rngs=rngs)
-
-    def given_masks(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """A batch may carry the mask ("bool_masked_pos" [B, L], True = masked)."""
-        return {"mask": batch["bool_masked_pos"]} if "bool_masked_pos" in batch else {}
-
-    def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
-        return base.pool_tokens(self.model.apply({"params": params}, inputs, method="tokens"), pool)
 
     def reconstruct(
         self, params: Params, images: jax.Array, rngs: Mapping[str, jax.Array]

@@ -21,7 +21,13 @@ import ml_collections
 
 from mim_jax import masking, targets
 from mim_jax.methods import base
-from mim_jax.models.patch import patchify, torch_conv_bias_init, torch_default_init, unpatchify
+from mim_jax.models.patch import (
+    patch_grid,
+    patchify,
+    torch_conv_bias_init,
+    torch_default_init,
+    unpatchify,
+)
 from mim_jax.models.swin import SwinTransformer
 from mim_jax.models.vit import MaskTokenViT
 
@@ -53,10 +59,7 @@ class SimMIMModel(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        (h, w), p = self.image_size, self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
-        return h // p, w // p
+        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def stride(self) -> int:
@@ -151,7 +154,7 @@ class SimMIMModel(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class SimMIM(base.PixelMethod):
+class SimMIM(base.BoolMaskedMethod):
     """The method interface the trainer and evaluators use (pure functions of params)."""
 
     model: SimMIMModel
@@ -165,25 +168,6 @@ class SimMIM(base.PixelMethod):
         if self.model.backbone == "swin":
             return ("mask_token", "relative_position_bias_table")
         return ("cls_token", "pos_embed")
-
-    def forward(
-        self,
-        params: Params,
-        inputs: jax.Array,
-        rngs: Mapping[str, jax.Array] | None = None,
-        mask: jax.Array | None = None,
-        train: bool = False,
-    ) -> dict[str, jax.Array]:
-        """Full pretraining forward with the mask [B, L] given or drawn: the parity API."""
-        return self.model.apply({"params": params}, inputs, mask, train, rngs=rngs)
-
-    def given_masks(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """A batch may carry the mask ("bool_masked_pos" [B, L], True = masked)."""
-        return {"mask": batch["bool_masked_pos"]} if "bool_masked_pos" in batch else {}
-
-    def features(self, params: Params, inputs: jax.Array, pool: str = "cls") -> jax.Array:
-        """Unmasked encoder features [B, D] (Swin: "cls" is the mean of its final map)."""
-        return base.pool_tokens(self.model.apply({"params": params}, inputs, method="tokens"), pool)
 
     def reconstruct(
         self, params: Params, images: jax.Array, rngs: Mapping[str, jax.Array]

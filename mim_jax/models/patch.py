@@ -14,6 +14,14 @@ patch_kernel_init = jax.nn.initializers.variance_scaling(
 )
 
 
+def patch_grid(image_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
+    """The (h, w) patch grid of an image, failing on sizes the patches do not tile."""
+    (h, w), p = image_size, patch_size
+    if h % p or w % p:
+        raise ValueError(f"image size {tuple(image_size)} is not divisible by patch {p}")
+    return h // p, w // p
+
+
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
     """[B, H, W, C] -> [B, L, p*p*C], row-major patches, each flattened as (p, q, c)."""
     return einops.rearrange(

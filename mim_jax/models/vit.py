@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mim_jax.models import posemb
-from mim_jax.models.patch import PatchEmbed
+from mim_jax.models.patch import PatchEmbed, patch_grid
 
 # MAE `_init_weights`: xavier-uniform Linear weights, zero biases; LayerNorm (1, 0).
 dense_init = nn.initializers.xavier_uniform()
@@ -324,10 +324,7 @@ class MaskTokenViT(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        (h, w), p = self.image_size, self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {self.image_size} is not divisible by patch {p}")
-        return h // p, w // p
+        return patch_grid(self.image_size, self.patch_size)
 
     @nn.compact
     def __call__(

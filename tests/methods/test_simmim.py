@@ -24,14 +24,18 @@ def _init(model, size=16, channels=3):
     return model.init(keys, x, train=False)["params"]
 
 
+def _recipe_shapes(variant: str, size: int):
+    """Parameter shapes of a recipe's model (no compute)."""
+    model = methods.build(simmim_config.get_config(f"variant={variant}")).model
+    x = jnp.zeros((1, size, size, 3))
+    keys = {"params": jax.random.PRNGKey(0), "masking": jax.random.PRNGKey(1)}
+    return jax.eval_shape(lambda: model.init(keys, x, train=False))["params"]
+
+
 def test_vit_b_parameter_count_matches_the_official_model():
     """SimMIM ViT-B (simmim_pretrain__vit_base__img224__800ep.yaml), counted on the official
     classes: encoder 85,666,128 + 1x1-conv head 590,592."""
-    config = simmim_config.get_config("variant=ViT-B/16")
-    model = methods.build(config).model
-    x = jnp.zeros((1, 224, 224, 3))
-    keys = {"params": jax.random.PRNGKey(0), "masking": jax.random.PRNGKey(1)}
-    shapes = jax.eval_shape(lambda: model.init(keys, x, train=False))["params"]
+    shapes = _recipe_shapes("ViT-B/16", 224)
     assert _count(shapes["encoder"]) == 85_666_128
     assert _count(shapes) == 86_256_720
 
@@ -39,11 +43,7 @@ def test_vit_b_parameter_count_matches_the_official_model():
 def test_swin_b_parameter_count_matches_the_official_model():
     """SimMIM Swin-B (192 px, window 6), counted on the official classes: encoder with its
     mask token 86,725,304 + 1x1-conv head 1024 x 3072 + 3072."""
-    config = simmim_config.get_config("variant=Swin-B")
-    model = methods.build(config).model
-    x = jnp.zeros((1, 192, 192, 3))
-    keys = {"params": jax.random.PRNGKey(0), "masking": jax.random.PRNGKey(1)}
-    shapes = jax.eval_shape(lambda: model.init(keys, x, train=False))["params"]
+    shapes = _recipe_shapes("Swin-B", 192)
     assert _count(shapes["encoder"]) == 86_725_304
     assert _count(shapes) == 89_874_104
 
