@@ -108,7 +108,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.target_length = 1024  # frames (10 ms each): zero-padded or cut
     c.data.gain_aug = False  # waveform x Beta(10, 10) + 0.5 (Audio-MAE --roll_mag_aug)
     c.data.time_roll = False  # waveform rolled by a uniform offset (what roll_mag_aug meant)
-    c.data.class_csv = config_dict.placeholder(str)  # audio_list: index,mid,display_name
+    c.data.class_csv = ""  # audio_list: index,mid,display_name csv; "": classes of train_list
 
     c.batch_size = 256  # global batch per optimizer update (all devices, all micro-batches)
     c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)

@@ -60,6 +60,13 @@ def gather_tokens(x: jax.Array, ids: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, ids[..., None], axis=1)
 
 
+def scatter_tokens(x: jax.Array, ids: jax.Array, length: int) -> jax.Array:
+    """x [B, K, D] placed at positions ids [B, K] of zeros [B, length, D]: the inverse of
+    `gather_tokens` where it is defined (e.g. predictions of a subset of patches)."""
+    rows = jnp.arange(x.shape[0])[:, None]
+    return jnp.zeros((x.shape[0], length, x.shape[2]), x.dtype).at[rows, ids].set(x)
+
+
 def mask_from_bool(mask: jax.Array, num_keep: int) -> MaskSpec:
     """MaskSpec of a boolean mask [B, L] (True = masked) with exactly `num_keep` False per row.
 

@@ -228,28 +228,23 @@ def test_audio_method_and_audio_data_go_together():
         audiomae.get_config("data=audioset")
 
 
-def test_audio_geometry_is_checked_before_anything_runs():
-    from configs import audiomae
+@pytest.mark.parametrize(
+    "config_file, key, value, message",
+    [
+        # audio geometry: target_length not a multiple of the 16-frame patch, etc.
+        ("audiomae", "data.target_length", 100, "target_length=100 and num_mel_bins=128"),
+        ("audiomae", "model.mask_t_prob", 1.0, "config.model.mask_t_prob"),
+        ("audiomae", "data.num_frames", 4, "num_frames must be 0"),
+        # multistep milestones without the multistep schedule; an unknown schedule
+        ("mae", "optim.milestone_epochs", (5.0,), "schedule='multistep'"),
+        ("mae", "optim.schedule", "step", "config.optim.schedule='step'"),
+    ],
+)
+def test_bad_values_fail_before_anything_runs(config_file, key, value, message):
+    import importlib
 
-    config = audiomae.get_config()
-    config.data.target_length = 100  # not a multiple of the 16-frame patch
-    with pytest.raises(ValueError, match="target_length=100 and num_mel_bins=128"):
-        config_lib.validate(config, 1)
-    config = audiomae.get_config()
-    config.model.mask_t_prob = 1.0
-    with pytest.raises(ValueError, match="config.model.mask_t_prob"):
-        config_lib.validate(config, 1)
-    config = audiomae.get_config()
-    config.data.num_frames = 4
-    with pytest.raises(ValueError, match="num_frames must be 0"):
-        config_lib.validate(config, 1)
-
-
-def test_milestones_need_the_multistep_schedule():
-    config = mae_config.get_config()
-    config.optim.milestone_epochs = (5.0,)
-    with pytest.raises(ValueError, match="schedule='multistep'"):
-        config_lib.validate(config, 1)
-    config.optim.schedule = "step"
-    with pytest.raises(ValueError, match="config.optim.schedule='step'"):
+    config = importlib.import_module(f"configs.{config_file}").get_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=message):
         config_lib.validate(config, 1)

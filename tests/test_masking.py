@@ -294,3 +294,11 @@ def test_simmim_mask_picks_ceil_cells_and_fills_them(
 def test_simmim_mask_rejects_bad_sizes(args, match):
     with pytest.raises(ValueError, match=match):
         masking.simmim_mask(jax.random.key(0), 2, *args)
+
+
+def test_scatter_tokens_inverts_gather_tokens_on_the_gathered_positions():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 3))
+    ids = jnp.array([[4, 0, 2], [1, 5, 3]])
+    full = masking.scatter_tokens(masking.gather_tokens(x, ids), ids, 6)
+    np.testing.assert_array_equal(masking.gather_tokens(full, ids), masking.gather_tokens(x, ids))
+    np.testing.assert_array_equal(full[0, jnp.array([1, 3, 5])], 0.0)

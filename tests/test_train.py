@@ -211,6 +211,17 @@ def _four_steps_with_a_picture(config) -> None:
     config.log_every_steps = 2
 
 
+def _train_four_steps(config, workdir) -> Image.Image:
+    """Trains `_four_steps_with_a_picture`, checks the 3 logged losses are finite and
+    returns the step-4 reconstruction grid."""
+    _four_steps_with_a_picture(config)
+    summary = train.train_and_evaluate(config, workdir)
+    losses = [m["loss"] for m in read_metrics(workdir) if "loss" in m]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    assert "knn_top1" not in summary  # synthetic labels: no probes
+    return Image.open(workdir / "reconstructions" / "step_0000004.png")
+
+
 @pytest.mark.parametrize("name", ["videomae", "videomae_v2", "mae_st"])
 def test_video_methods_train_on_8_devices(name, tmp_path):
     """Sharded steps of each video method on synthetic clips, with repeated sampling (2
@@ -225,12 +236,7 @@ def test_video_methods_train_on_8_devices(name, tmp_path):
     config.model.update(decoder_depth=1, decoder_heads=2)
     if name == "mae_st":
         config.model.pred_t_dim = 2
-    _four_steps_with_a_picture(config)
-    summary = train.train_and_evaluate(config, tmp_path)
-    assert "knn_top1" not in summary  # synthetic labels: no probes
-    losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
-    assert len(losses) == 3 and np.isfinite(losses).all()
-    strip = Image.open(tmp_path / "reconstructions" / "step_0000004.png")
+    strip = _train_four_steps(config, tmp_path)
     frames = 2 if name == "mae_st" else 4  # MAE-ST shows its pred_t_dim frames
     assert strip.width > frames * 16 and strip.height > 2 * 4 * 16  # 2 clips x 4 views
 
@@ -278,11 +284,7 @@ def test_audiomae_trains_on_8_devices(decoder, tmp_path):
     config.model.window = (2, 2)
     config.model.shift = (1, 0)
     config.dtype = "float32"
-    _four_steps_with_a_picture(config)
-    train.train_and_evaluate(config, tmp_path)
-    losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
-    assert len(losses) == 3 and np.isfinite(losses).all()
-    grid = Image.open(tmp_path / "reconstructions" / "step_0000004.png")
+    grid = _train_four_steps(config, tmp_path)
     assert grid.width > 4 * 32 and grid.height > 2 * 16  # 4 views of 16 bins x 32 frames
 
 
@@ -361,9 +363,5 @@ def test_image_methods_train_on_8_devices(name, tmp_path):
         model.update(width=32, depth=1, num_heads=2)
     config.model.update(**model)
     config.dtype = "float32"
-    _four_steps_with_a_picture(config)
-    train.train_and_evaluate(config, tmp_path)
-    losses = [m["loss"] for m in read_metrics(tmp_path) if "loss" in m]
-    assert len(losses) == 3 and np.isfinite(losses).all()
-    grid = Image.open(tmp_path / "reconstructions" / "step_0000004.png")
+    grid = _train_four_steps(config, tmp_path)
     assert grid.width >= 3 * 16 and grid.height >= 2 * 16

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from mim_jax import config_lib
-from mim_jax.models.patch import video_grid
+from mim_jax.models.patch import patch_grid, patchify, unpatchify, video_grid
 
 Params = Any
 
@@ -40,6 +40,13 @@ def build_model(cls: type[nn.Module], config: ml_collections.ConfigDict) -> nn.M
     return cls(**kwargs)
 
 
+def patch_io(model: nn.Module, images: jax.Array):
+    """(patches [B, L, p*p*C] of `images`, to_image: patches -> [B, H, W, C]) for an image
+    model with `patch_size` and `grid`: what every image method's `reconstruct` needs."""
+    patches = patchify(images, model.patch_size)
+    return patches, lambda x: unpatchify(x, model.patch_size, model.grid)
+
+
 def reconstruction_views(
     patches: jax.Array, pred: jax.Array, mask: jax.Array, to_image
 ) -> dict[str, jax.Array]:
@@ -52,6 +59,26 @@ def reconstruction_views(
         "reconstruction": to_image(pred),
         "recon + visible": to_image(pred * mask + patches * (1 - mask)),
     }
+
+
+class ImageModel(nn.Module):
+    """Fields and patch grid shared by the image models: images [B, H, W, C] cut into
+    patch x patch squares and a ViT encoder of `depth` blocks, `width` wide."""
+
+    image_size: tuple[int, int]
+    channels: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return patch_grid(self.image_size, self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
 
 
 class VideoAutoencoder(nn.Module):

@@ -29,21 +29,15 @@ from mim_jax import masking, targets
 from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import RegressorBlock
-from mim_jax.models.patch import PatchEmbed, patch_grid, patchify, unpatchify
+from mim_jax.models.patch import PatchEmbed, patchify
 from mim_jax.models.vit import Encoder, dense_init, layer_norm, trunc_std_init
 
 Params = Any
 
 
-class ContextAutoencoder(nn.Module):
+class ContextAutoencoder(base.ImageModel):
     """Images are [B, H, W, C] float, already normalised."""
 
-    image_size: tuple[int, int]
-    channels: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
     regressor_depth: int = 4
     decoder_depth: int = 4
     mlp_ratio: float = 4.0
@@ -54,14 +48,6 @@ class ContextAutoencoder(nn.Module):
     align_weight: float = 2.0  # --align_loss_weight
     norm_pix_loss: bool = True
     dtype: jnp.dtype = jnp.float32
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return patch_grid(self.image_size, self.patch_size)
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid[0] * self.grid[1]
 
     def pos_table(self) -> np.ndarray:
         """[1 + L, D] fixed sin-cos table, rows first, zero cls row (CAE's layout)."""
@@ -195,12 +181,10 @@ class CAE(base.BoolMaskedMethod):
     ) -> dict[str, jax.Array]:
         out = self.forward(params, images, rngs, train=False)
         m = self.model
-        patches = patchify(images, m.patch_size)
-        rows = jnp.arange(len(images))[:, None]
-        pred = jnp.zeros_like(patches).at[rows, out["ids_masked"]].set(out["pred"])
+        patches, to_image = base.patch_io(m, images)
+        pred = masking.scatter_tokens(out["pred"], out["ids_masked"], patches.shape[1])
         pred = targets.denormalize_predictions(pred, patches, m.norm_pix_loss)
         pred = pred * out["mask"][..., None]  # visible patches are not predicted
-        to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
         return base.reconstruction_views(patches, pred, out["mask"], to_image)
 
 

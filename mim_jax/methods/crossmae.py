@@ -21,21 +21,15 @@ from mim_jax import masking, targets
 from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import CrossBlock
-from mim_jax.models.patch import PatchEmbed, patch_grid, patchify, torch_conv_bias_init, unpatchify
+from mim_jax.models.patch import PatchEmbed, patchify, torch_conv_bias_init
 from mim_jax.models.vit import Encoder, dense_init, layer_norm, token_init
 
 Params = Any
 
 
-class CrossMAEModel(nn.Module):
+class CrossMAEModel(base.ImageModel):
     """Images are [B, H, W, C] float, already normalised."""
 
-    image_size: tuple[int, int]
-    channels: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
     decoder_width: int
     decoder_depth: int
     decoder_heads: int
@@ -45,10 +39,6 @@ class CrossMAEModel(nn.Module):
     norm_pix_loss: bool = True
     use_input: bool = True  # the patch embeddings are one of the combined feature maps
     dtype: jnp.dtype = jnp.float32
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -162,13 +152,11 @@ class CrossMAE(base.NoiseMaskedMethod):
         """Views of the visible patches and the predicted ones (dropped patches stay grey)."""
         out = self.forward(params, images, rngs, train=False)
         m = self.model
-        patches = patchify(images, m.patch_size)
-        rows = jnp.arange(len(images))[:, None]
-        pred = jnp.zeros_like(patches).at[rows, out["ids_pred"]].set(out["pred"])
+        patches, to_image = base.patch_io(m, images)
+        pred = masking.scatter_tokens(out["pred"], out["ids_pred"], patches.shape[1])
         if m.norm_pix_loss:
             pred = targets.denormalize_predictions(pred, patches, True) * out["mask"][..., None]
         vis = out["visible"][..., None]
-        to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
         return {
             "original": to_image(patches),
             "masked": to_image(patches * vis),

@@ -20,21 +20,15 @@ import numpy as np
 from mim_jax import masking, targets
 from mim_jax.methods import base
 from mim_jax.models import posemb
-from mim_jax.models.patch import PatchEmbed, patch_grid, patchify, unpatchify
+from mim_jax.models.patch import PatchEmbed, patchify
 from mim_jax.models.vit import Encoder, dense_init, token_init
 
 Params = Any
 
 
-class MaskedAutoencoder(nn.Module):
+class MaskedAutoencoder(base.ImageModel):
     """MAE encoder + decoder. Images are [B, H, W, C] float, already normalised."""
 
-    image_size: tuple[int, int]
-    channels: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
     decoder_width: int
     decoder_depth: int
     decoder_heads: int
@@ -42,14 +36,6 @@ class MaskedAutoencoder(nn.Module):
     mask_ratio: float = 0.75
     norm_pix_loss: bool = True
     dtype: jnp.dtype = jnp.float32
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return patch_grid(self.image_size, self.patch_size)
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid[0] * self.grid[1]
 
     def pos_table(self, dim: int) -> np.ndarray:
         """[1 + L, dim] fixed 2-D sin-cos position embeddings, the cls row zero."""
@@ -154,9 +140,8 @@ class MAE(base.NoiseMaskedMethod):
         """Images [B, H, W, C] (normalised space) for the reconstruction grid."""
         out = self.forward(params, images, rngs, train=False)
         m = self.model
-        patches = patchify(images, m.patch_size)
+        patches, to_image = base.patch_io(m, images)
         pred = targets.denormalize_predictions(out["pred"], patches, m.norm_pix_loss)
-        to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
         return base.reconstruction_views(patches, pred, out["mask"], to_image)
 
 

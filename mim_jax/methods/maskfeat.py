@@ -20,22 +20,15 @@ import ml_collections
 
 from mim_jax import hog, masking, targets
 from mim_jax.methods import base
-from mim_jax.models.patch import patch_grid, patchify, unpatchify
 from mim_jax.models.vit import MaskTokenViT, token_init
 
 Params = Any
 
 
-class MaskFeatModel(nn.Module):
+class MaskFeatModel(base.ImageModel):
     """ViT + HOG head. Images are [B, H, W, C] float, normalised (HOG is computed on them,
     as officially; it is invariant to per-channel affine maps anyway)."""
 
-    image_size: tuple[int, int]
-    channels: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     mask_ratio: float = 0.4  # MASK.MASK_RATIO
@@ -44,10 +37,6 @@ class MaskFeatModel(nn.Module):
     hog_cell: int = 8
     hog_window: int = 0  # Gaussian weighting of magnitudes; the official image model has none
     dtype: jnp.dtype = jnp.float32
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return patch_grid(self.image_size, self.patch_size)
 
     @property
     def num_masked(self) -> int:
@@ -127,12 +116,11 @@ class MaskFeat(base.BoolMaskedMethod):
     ) -> dict[str, jax.Array]:
         out = self.forward(params, images, rngs, train=False)
         m = self.model
-        patches = patchify(images, m.patch_size)
+        patches, to_image = base.patch_io(m, images)
         mask = out["mask"][..., None]
         err = jnp.mean((out["pred"] - out["target"]) ** 2, axis=-1, keepdims=True)  # [B, L, 1]
         lo, hi = patches.min(), patches.max()
         err_img = lo + (hi - lo) * err / jnp.maximum(err.max(), 1e-12)
-        to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
         return {
             "original": to_image(patches),
             "masked": to_image(patches * (1 - mask)),

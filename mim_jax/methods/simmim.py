@@ -26,7 +26,6 @@ from mim_jax.models.patch import (
     patchify,
     torch_conv_bias_init,
     torch_default_init,
-    unpatchify,
 )
 from mim_jax.models.swin import SwinTransformer
 from mim_jax.models.vit import MaskTokenViT
@@ -174,9 +173,8 @@ class SimMIM(base.BoolMaskedMethod):
     ) -> dict[str, jax.Array]:
         out = self.forward(params, images, rngs, train=False)
         m = self.model
-        patches = patchify(images, m.patch_size)
+        patches, to_image = base.patch_io(m, images)
         pred = patchify(out["recon"], m.patch_size)
-        to_image = lambda x: unpatchify(x, m.patch_size, m.grid)
         return base.reconstruction_views(patches, pred, out["mask"], to_image)
 
 
