@@ -22,22 +22,60 @@ _EXPORT_DECODER = flags.DEFINE_bool("export_decoder", False, "--mode=export: dec
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed",
     False,
-    "Call jax.distributed.initialize() first (multi-host: TPU pods and SLURM are detected; "
-    "else set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).",
+    "Multi-process run: call jax.distributed.initialize() first. TPU VM pods and SLURM jobs "
+    "(srun, one task per node) are detected; elsewhere pass --coordinator, --num_processes "
+    "and --process_id (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).",
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "host:port of process 0's coordinator (implies --distributed)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run (all hosts).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0..N-1.")
 flags.mark_flags_as_required(["workdir"])
+
+
+def distributed_args(
+    coordinator: str | None, num_processes: int | None, process_id: int | None, env=os.environ
+) -> dict:
+    """jax.distributed.initialize kwargs from the flags, else the JAX_* environment: all
+    three, or none for JAX's own cluster detection (TPU pods, SLURM)."""
+    args = {
+        "coordinator_address": coordinator or env.get("JAX_COORDINATOR_ADDRESS"),
+        "num_processes": num_processes
+        if num_processes is not None
+        else env.get("JAX_NUM_PROCESSES"),
+        "process_id": process_id if process_id is not None else env.get("JAX_PROCESS_ID"),
+    }
+    given = {k: v for k, v in args.items() if v not in (None, "")}
+    if given and len(given) < len(args):
+        missing = sorted(args.keys() - given.keys())
+        raise app.UsageError(
+            f"Distributed settings incomplete: got {sorted(given)}, missing {missing}. Give all "
+            "three (--coordinator/--num_processes/--process_id, or JAX_COORDINATOR_ADDRESS/"
+            "JAX_NUM_PROCESSES/JAX_PROCESS_ID), or none for TPU pod / SLURM detection."
+        )
+    for key in ("num_processes", "process_id"):
+        if key in given:
+            given[key] = int(given[key])
+    if given and not 0 <= given["process_id"] < given["num_processes"]:
+        raise app.UsageError(
+            f"--process_id={given['process_id']} must be in [0, {given['num_processes']})"
+        )
+    return given
 
 
 def _initialize_distributed() -> None:
     import jax
 
-    env = os.environ
-    kwargs = {}
-    if "JAX_NUM_PROCESSES" in env and "JAX_PROCESS_ID" in env:
-        kwargs = dict(
-            num_processes=int(env["JAX_NUM_PROCESSES"]), process_id=int(env["JAX_PROCESS_ID"])
-        )
+    kwargs = distributed_args(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     jax.distributed.initialize(**kwargs)
+    logging.info(
+        "Process %d of %d: %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
 
 
 def main(argv):
@@ -50,7 +88,8 @@ def main(argv):
     from mim_jax import export, metrics, train  # after flag parsing: bad configs fail first
 
     metrics.quiet_library_logs()
-    if _DISTRIBUTED.value:
+    explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if _DISTRIBUTED.value or any(v is not None for v in explicit):
         _initialize_distributed()
     if _MODE.value == "export":
         export.export(_WORKDIR.value, _EXPORT_TO.value, include_decoder=_EXPORT_DECODER.value)

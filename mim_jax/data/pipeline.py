@@ -51,12 +51,41 @@ class _DropBadIterator(grain.DatasetIterator):
         self._parent.set_state(state)
 
 
-def per_process_batch(batch_size: int) -> int:
-    if batch_size % jax.process_count():
+def per_process_batch(batch_size: int, rows_per_element: int = 1) -> int:
+    """Elements each process reads per step (a video element gives several clip rows)."""
+    count = jax.process_count()
+    if batch_size % (count * rows_per_element):
         raise ValueError(
-            f"config.batch_size={batch_size} must divide over {jax.process_count()} processes"
+            f"config.batch_size={batch_size} must divide over {count} processes"
+            + (f" x {rows_per_element} clips per video" if rows_per_element > 1 else "")
         )
-    return batch_size // jax.process_count()
+    return batch_size // (count * rows_per_element)
+
+
+class ProcessRows(grain.MapDataset):
+    """One process's share of every global batch: process i of P reads rows
+    [i*b, (i+1)*b) of each batch of P*b consecutive elements of the global stream.
+
+    The global batch is then the same for any process count (1 x 4 devices or 2 x 2),
+    and since `random_map` runs upstream, each element's augmentation is seeded by its
+    global position too.
+    """
+
+    def __init__(self, parent: grain.MapDataset, rows: int, index: int, count: int):
+        super().__init__(parent)
+        self._rows, self._index, self._count = rows, index, count
+
+    def __len__(self) -> int:
+        return len(self._parent) // (self._rows * self._count) * self._rows
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return self.slice(j)
+        batch, row = divmod(j, self._rows)
+        return self._parent[(batch * self._count + self._index) * self._rows + row]
+
+    def __str__(self) -> str:
+        return f"ProcessRows(rows={self._rows}, index={self._index}, count={self._count})"
 
 
 def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomMap:
@@ -105,20 +134,22 @@ def eval_transform(data: ml_collections.ConfigDict) -> grain.transforms.Map:
 def train_dataset(
     source, data: ml_collections.ConfigDict, batch_size: int, seed: int
 ) -> grain.IterDataset:
-    """Infinite, per-process-sharded, reshuffled-every-epoch dataset of augmented batches.
+    """Infinite, reshuffled-every-epoch dataset of this process's rows of each augmented
+    global batch.
 
     Deterministic in `seed`: element order, crops and flips depend only on the seed and the
-    position in the stream, so the iterator state alone restores the exact stream. With
-    videos, one element gives `data.num_samples` clips, which become batch rows.
+    position in the global stream (not on the number of processes), so the iterator state
+    alone restores the exact stream. With videos, one element gives `data.num_samples`
+    clips, which become batch rows.
     """
-    ds = grain.MapDataset.source(source)
-    ds = ds[jax.process_index() :: jax.process_count()]
-    ds = ds.seed(seed).shuffle().repeat(None)
+    samples = data.num_samples if data.num_frames else 1
+    rows = per_process_batch(batch_size, samples)
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat(None)
     ds = ds.random_map(train_transform(data))
+    ds = ProcessRows(ds, rows, jax.process_index(), jax.process_count())
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=4)
     it_ds = DropBad(ds.to_iter_dataset(read))
-    samples = data.num_samples if data.num_frames else 1
-    it_ds = it_ds.batch(per_process_batch(batch_size) // samples, drop_remainder=True)
+    it_ds = it_ds.batch(rows, drop_remainder=True)
     if data.num_frames:
         it_ds = it_ds.map(video_transforms.flatten_samples)
     if data.num_workers > 0:

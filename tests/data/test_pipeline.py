@@ -95,6 +95,29 @@ def test_two_processes_each_read_their_own_shard_covering_the_epoch_once(monkeyp
     assert sorted(np.concatenate(seen)) == list(range(20))  # disjoint, complete
 
 
+def test_the_global_batch_is_the_same_for_one_or_two_processes(monkeypatch):
+    """Two processes' rows, stacked in process order, are the one-process batch: same
+    examples, same crops and flips (augmentation seeded by the global position)."""
+    one = iter(pipeline.train_dataset(_source(20), DATA, 4, seed=5))
+    single = [next(one) for _ in range(7)]  # past an epoch boundary (5 batches)
+    monkeypatch.setattr(pipeline.jax, "process_count", lambda: 2)
+    parts = []
+    for index in range(2):
+        monkeypatch.setattr(pipeline.jax, "process_index", lambda i=index: i)
+        it = iter(pipeline.train_dataset(_source(20), DATA, 4, seed=5))
+        parts.append([next(it) for _ in range(7)])
+    for step, full in enumerate(single):
+        for key in ("image", "label"):
+            stacked = np.concatenate([parts[0][step][key], parts[1][step][key]])
+            np.testing.assert_array_equal(stacked, full[key], err_msg=f"{key}, batch {step}")
+
+
+def test_a_batch_that_does_not_divide_over_processes_names_the_key(monkeypatch):
+    monkeypatch.setattr(pipeline.jax, "process_count", lambda: 3)
+    with pytest.raises(ValueError, match=r"config.batch_size=4 must divide over 3 processes"):
+        pipeline.train_dataset(_source(20), DATA, 4, seed=0)
+
+
 def _mesh(devices: int = 8):
     return sharding.make_mesh(ConfigDict(dict(data=-1, fsdp=1)), jax.devices()[:devices])
 
