@@ -50,6 +50,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.method = "mae"
     c.seed = 0
     c.model = ml_collections.ConfigDict()  # method-specific, filled in by each method config
+    # Per transformer block, what the backward pass keeps: "none" (remat off), "full" (only
+    # block inputs, the rest recomputed) or "dots" (also the weight matmuls' outputs).
+    c.model.remat = "none"
 
     # Data. `name`: fashion_mnist (embedded default), synthetic (random images, no I/O),
     # tfds (any TFDS image dataset through tfds.data_source), folder (root/<split>/<class>/

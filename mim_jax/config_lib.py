@@ -96,6 +96,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
     methods.check_name(config.method)
     _check(config.dtype in DTYPES, f"config.dtype={config.dtype!r}; valid: {DTYPES}")
+    from mim_jax.models.vit import REMAT_POLICIES
+
+    remat = config.model.get("remat", "none")
+    _check(remat in REMAT_POLICIES, f"config.model.remat={remat!r}; valid: {list(REMAT_POLICIES)}")
     d = config.data
     _check(d.name in DATA_SOURCES, f"config.data.name={d.name!r}; valid: {DATA_SOURCES}")
     _check(

@@ -82,6 +82,7 @@ def test_steps_win_over_epochs_and_epochs_convert():
         ("batch_size", 12, "divisible by grad_accum_steps"),
         ("data.name", "cifar", "config.data.name"),
         ("eval.features", "max", "config.eval.features"),
+        ("model.remat", "some", "config.model.remat='some'; valid: \\['none', 'full', 'dots'\\]"),
     ],
 )
 def test_validate_names_the_bad_key(key, value, message):

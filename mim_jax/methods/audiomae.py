@@ -66,6 +66,7 @@ class AudioMaskedAutoencoder(mae.MaskedAutoencoder):
             self.meta_hidden,
             self.meta_dropout,
             self.dtype,
+            remat=self.remat,
             name="decoder",
         )
 

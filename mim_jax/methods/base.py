@@ -71,6 +71,7 @@ class ImageModel(nn.Module):
     width: int
     depth: int
     num_heads: int
+    remat: str = dataclasses.field(default="none", kw_only=True)  # vit.REMAT_POLICIES
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -96,6 +97,7 @@ class VideoAutoencoder(nn.Module):
     decoder_width: int
     decoder_depth: int
     decoder_heads: int
+    remat: str = dataclasses.field(default="none", kw_only=True)  # vit.REMAT_POLICIES
 
     @property
     def grid(self) -> tuple[int, int, int]:

@@ -30,7 +30,7 @@ from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import RegressorBlock
 from mim_jax.models.patch import PatchEmbed, patchify
-from mim_jax.models.vit import Encoder, dense_init, layer_norm, trunc_std_init
+from mim_jax.models.vit import Encoder, dense_init, layer_norm, remat_block, trunc_std_init
 
 Params = Any
 
@@ -72,12 +72,14 @@ class ContextAutoencoder(base.ImageModel):
             dtype=self.dtype,
             qkv_bias="qv",
             layer_scale=self.layer_scale,
+            remat=self.remat,
         )
         self.encoder = Encoder(self.depth, **common)
         self.mask_token = self.param("mask_token", trunc_std_init, (1, 1, self.width))
         rates = np.linspace(0.0, self.drop_path, self.regressor_depth)
+        regressor = remat_block(RegressorBlock, self.remat, static_argnums=(5,))  # 5: train
         self.regressor = [
-            RegressorBlock(
+            regressor(
                 self.num_heads,
                 self.mlp_ratio,
                 self.layer_scale,

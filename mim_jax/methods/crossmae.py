@@ -22,7 +22,7 @@ from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import CrossBlock
 from mim_jax.models.patch import PatchEmbed, patchify, torch_conv_bias_init
-from mim_jax.models.vit import Encoder, dense_init, layer_norm, token_init
+from mim_jax.models.vit import Encoder, dense_init, layer_norm, remat_block, token_init
 
 Params = Any
 
@@ -64,7 +64,12 @@ class CrossMAEModel(base.ImageModel):
         )
         self.cls_token = self.param("cls_token", token_init, (1, 1, self.width))
         self.encoder = Encoder(
-            self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, final_norm=False
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            dtype=self.dtype,
+            final_norm=False,
+            remat=self.remat,
         )
         # WeightedFeatureMaps: Linear(k, decoder_depth, bias=False), xavier after init.
         self.feature_weights = nn.Dense(
@@ -78,8 +83,9 @@ class CrossMAEModel(base.ImageModel):
             layer_norm(f"dec_norms_{i}", self.dtype) for i in range(self.decoder_depth)
         ]
         self.mask_token = self.param("mask_token", token_init, (1, 1, self.decoder_width))
+        block = remat_block(CrossBlock, self.remat, static_argnums=())
         self.decoder_blocks = [
-            CrossBlock(self.decoder_heads, self.mlp_ratio, self.dtype, name=f"decoder_{i}")
+            block(self.decoder_heads, self.mlp_ratio, self.dtype, name=f"decoder_{i}")
             for i in range(self.decoder_depth)
         ]
         self.decoder_norm = layer_norm("decoder_norm", self.dtype)

@@ -45,7 +45,12 @@ class MaskedAutoencoder(base.ImageModel):
         self.patch_embed = self.make_patch_embed()
         self.cls_token = self.param("cls_token", token_init, (1, 1, self.width))
         self.encoder = Encoder(
-            self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, name="encoder"
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            dtype=self.dtype,
+            remat=self.remat,
+            name="encoder",
         )
         self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
         self.mask_token = self.param("mask_token", token_init, (1, 1, self.decoder_width))
@@ -59,7 +64,12 @@ class MaskedAutoencoder(base.ImageModel):
     def make_decoder(self) -> nn.Module:
         """The decoder blocks and final norm: [B, 1 + L, Dd] -> [B, 1 + L, Dd]."""
         return Encoder(
-            self.decoder_depth, self.decoder_heads, self.mlp_ratio, dtype=self.dtype, name="decoder"
+            self.decoder_depth,
+            self.decoder_heads,
+            self.mlp_ratio,
+            dtype=self.dtype,
+            remat=self.remat,
+            name="decoder",
         )
 
     def encode(

@@ -83,7 +83,12 @@ class MAESTModel(base.VideoAutoencoder):
         self.pos_embed = SeparablePosEmbed(self.grid, self.width)
         # video_vit.Attention: separate q, k, v Linears (with bias), each xavier-initialised.
         self.encoder = Encoder(
-            self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, split_init=True
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            dtype=self.dtype,
+            split_init=True,
+            remat=self.remat,
         )
         self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
         self.mask_token = self.param("mask_token", mask_token_init, (1, 1, self.decoder_width))
@@ -96,6 +101,7 @@ class MAESTModel(base.VideoAutoencoder):
             self.mlp_ratio,
             dtype=self.dtype,
             split_init=True,
+            remat=self.remat,
         )
         out_dim = self.pred_tubelet * self.patch_size**2 * self.channels
         self.decoder_pred = nn.Dense(out_dim, kernel_init=dense_init, dtype=self.dtype)

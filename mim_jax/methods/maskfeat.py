@@ -60,6 +60,7 @@ class MaskFeatModel(base.ImageModel):
             rescale_init=False,
             weight_init=token_init,
             dtype=self.dtype,
+            remat=self.remat,
         )
         out_dim = (self.patch_size // self.hog_cell) ** 2 * self.channels * self.hog_bins
         self.head = nn.Dense(out_dim, kernel_init=token_init, dtype=self.dtype)

@@ -55,6 +55,7 @@ class SimMIMModel(nn.Module):
     mask_patch_size: int = 32
     mask_ratio: float = 0.6
     dtype: jnp.dtype = jnp.float32
+    remat: str = "none"  # vit.REMAT_POLICIES
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -81,6 +82,7 @@ class SimMIMModel(nn.Module):
                 rel_pos_bias=self.rel_pos_bias,
                 layer_scale=self.layer_scale,
                 dtype=self.dtype,
+                remat=self.remat,
             )
             dim = self.width
         else:
@@ -95,6 +97,7 @@ class SimMIMModel(nn.Module):
                 mlp_ratio=self.mlp_ratio,
                 drop_path=self.drop_path,
                 dtype=self.dtype,
+                remat=self.remat,
             )
             dim = self.width * 2 ** (len(self.depths) - 1)
         # nn.Conv2d(dim, stride^2 * C, 1) with torch's default init (SimMIM leaves it).

@@ -76,14 +76,24 @@ class VideoMAEModel(base.VideoAutoencoder):
             self.tubelet, self.patch_size, self.width, weight_init="torch", dtype=self.dtype
         )
         self.encoder = Encoder(
-            self.depth, self.num_heads, self.mlp_ratio, dtype=self.dtype, qkv_bias="qv"
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            dtype=self.dtype,
+            qkv_bias="qv",
+            remat=self.remat,
         )
         self.encoder_to_decoder = nn.Dense(
             self.decoder_width, use_bias=False, kernel_init=torch_default_init, dtype=self.dtype
         )
         self.mask_token = self.param("mask_token", trunc_std_init, (1, 1, self.decoder_width))
         self.decoder = Encoder(
-            self.decoder_depth, self.decoder_heads, self.mlp_ratio, dtype=self.dtype, qkv_bias="qv"
+            self.decoder_depth,
+            self.decoder_heads,
+            self.mlp_ratio,
+            dtype=self.dtype,
+            qkv_bias="qv",
+            remat=self.remat,
         )
         out_dim = self.tubelet * self.patch_size**2 * self.channels
         self.head = nn.Dense(out_dim, kernel_init=dense_init, dtype=self.dtype)

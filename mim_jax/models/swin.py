@@ -169,12 +169,14 @@ class SwinStage(nn.Module):
     mlp_ratio: float = 4.0
     downsample: bool = True
     dtype: jnp.dtype = jnp.float32
+    remat: str = "none"  # vit.REMAT_POLICIES
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         win, shift = stage_window(x.shape[1:3], self.window)
+        block = vit.remat_block(SwinBlock, self.remat)
         for j, rate in enumerate(self.drop_paths):
-            x = SwinBlock(
+            x = block(
                 self.num_heads,
                 win,
                 shift if j % 2 else 0,
@@ -230,6 +232,7 @@ class SwinTransformer(nn.Module):
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    remat: str = "none"  # vit.REMAT_POLICIES
 
     @property
     def num_features(self) -> int:
@@ -271,6 +274,7 @@ class SwinTransformer(nn.Module):
                 self.mlp_ratio,
                 downsample=i < len(self.depths) - 1,
                 dtype=self.dtype,
+                remat=self.remat,
                 name=f"stages_{i}",
             )(x, train)
             start += depth

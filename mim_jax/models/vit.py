@@ -192,6 +192,28 @@ class Block(nn.Module):
         return x + drop_path(y, self.drop_path, train, self)
 
 
+# Block activations kept for the backward pass (the rest is recomputed): all ("none"), only
+# the block inputs ("full"), or also the weight matmuls' outputs ("dots"; attention scores
+# and elementwise ops are recomputed).
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def remat_block(
+    block: type[nn.Module], remat: str, static_argnums: tuple[int, ...] = (2,)
+) -> type[nn.Module]:
+    """`block` rematerialized with policy `remat`; `static_argnums` count `self` as 0
+    (default: block(x, train, ...), `train` a Python bool)."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={remat!r}; valid: {sorted(REMAT_POLICIES)}")
+    if remat == "none":
+        return block
+    return nn.remat(block, policy=REMAT_POLICIES[remat], static_argnums=static_argnums)
+
+
 class Encoder(nn.Module):
     """`depth` blocks then (unless `final_norm=False`) a LayerNorm: [B, N, D] -> [B, N, D].
 
@@ -210,6 +232,7 @@ class Encoder(nn.Module):
     layer_scale: float | None = None
     kernel_init: Callable = dense_init
     rescale_init: bool = False
+    remat: str = "none"  # a REMAT_POLICIES key: what each block keeps for the backward pass
 
     @nn.compact
     def __call__(
@@ -222,9 +245,10 @@ class Encoder(nn.Module):
         """x [B, N, D]; bias [heads, N, N] shared by all blocks. With `return_hidden`,
         also each block's output (before the final norm): (out, [depth x [B, N, D]])."""
         rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth else []
+        block = remat_block(Block, self.remat)
         hidden = []
         for i, rate in enumerate(rates):
-            x = Block(
+            x = block(
                 self.num_heads,
                 self.mlp_ratio,
                 float(rate),
@@ -261,6 +285,7 @@ class VisionTransformer(nn.Module):
     pool: str = "cls"
     drop_path: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -284,6 +309,7 @@ class VisionTransformer(nn.Module):
             self.drop_path,
             self.dtype,
             final_norm=self.pool == "cls",
+            remat=self.remat,
             name="encoder",
         )(x, train)
         if self.pool == "cls":
@@ -321,6 +347,7 @@ class MaskTokenViT(nn.Module):
     rescale_init: bool = True
     weight_init: Callable = trunc_std_init
     dtype: jnp.dtype = jnp.float32
+    remat: str = "none"
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -365,6 +392,7 @@ class MaskTokenViT(nn.Module):
             layer_scale=self.layer_scale,
             kernel_init=self.weight_init,
             rescale_init=self.rescale_init,
+            remat=self.remat,
             name="encoder",
         )
         return encoder(x.astype(self.dtype), train, bias)

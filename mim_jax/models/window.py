@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mim_jax.models.vit import Mlp, dense_init, layer_norm
+from mim_jax.models.vit import Mlp, dense_init, layer_norm, remat_block
 
 MASK_VALUE = -100.0  # added to logits across shifted regions (Swin's value)
 
@@ -169,11 +169,13 @@ class CosineWindowDecoder(nn.Module):
     meta_hidden: int = 384
     meta_dropout: float = 0.1
     dtype: jnp.dtype = jnp.float32
+    remat: str = "none"  # vit.REMAT_POLICIES
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        block = remat_block(CosineWindowBlock, self.remat)
         for i in range(self.depth):
-            x = CosineWindowBlock(
+            x = block(
                 self.num_heads,
                 self.grid,
                 self.window,
