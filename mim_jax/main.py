@@ -76,6 +76,8 @@ def _initialize_distributed() -> None:
         jax.local_device_count(),
         jax.device_count(),
     )
+    if jax.process_index() != 0:  # one log per run: the others report only problems
+        logging.set_verbosity(logging.WARNING)
 
 
 def main(argv):

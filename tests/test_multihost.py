@@ -44,6 +44,7 @@ def test_two_processes_train_like_one_process_with_as_many_devices(tmp_path):
             p.kill()
     assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:] + errs[1][-3000:]
     assert "Process 1 of 2: 2 local / 4 global devices" in errs[1]
+    assert "Training from step 0" in errs[0] and "Training from step" not in errs[1]
 
     expected, got = runs.losses(tmp_path / "one"), runs.losses(two)
     assert sorted(got) == sorted(expected) == list(range(1, 7))
