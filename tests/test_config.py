@@ -46,6 +46,21 @@ def test_official_imagenet_recipe_values():
     assert mae_config.get_config("variant=H/14").model.patch_size == 14
 
 
+def test_large_recipes_default_to_the_mesh_and_remat_measured_in_docs_scaling():
+    from configs import videomae
+
+    h14, b16 = mae_config.get_config("variant=H/14"), mae_config.get_config("variant=B/16")
+    assert (h14.mesh.fsdp, h14.model.remat, b16.mesh.fsdp, b16.model.remat) == (
+        8,
+        "none",
+        1,
+        "none",
+    )
+    large = videomae.get_config("variant=L/16,data=k400")
+    assert (large.mesh.fsdp, large.model.remat) == (8, "dots")
+    assert videomae.get_config("variant=B/16,data=k400").mesh.fsdp == 1
+
+
 def test_unknown_variant_and_data_are_rejected():
     with pytest.raises(ValueError, match="variant='B/32'"):
         mae_config.get_config("variant=B/32")
