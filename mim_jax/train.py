@@ -367,12 +367,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     def save_viz(step: int, params) -> None:
         views = jax.device_get(viz_fn(params, viz_batch["image"]))
         order = getattr(method, "reconstruction_views", sorted(views))
-        if d.num_mel_bins:
-            views = reconstruction.spectrogram_views({k: views[k] for k in order})
-        else:
-            views = {k: pipeline.denormalize(views[k], d.mean, d.std) for k in order}
         if jax.process_index() == 0:
-            reconstruction.save_grid(views, workdir / "reconstructions" / f"step_{step:07d}.png")
+            path = workdir / "reconstructions" / f"step_{step:07d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            reconstruction.render(views, order, d).save(path)
 
     # -- The loop
     logging.info("Training from step %d to %d.", start_step, total_steps)

@@ -1,10 +1,14 @@
 """PNG grids of reconstructions: images as one row per image and one column per view;
 clips as strips, one row per (clip, view) with the frames side by side."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
+
+from mim_jax.data import pipeline
 
 MIN_CELL = 96  # small images (28 px) are upscaled by an integer factor to at least this
 
@@ -72,10 +76,28 @@ def spectrogram_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def picture(columns: dict[str, np.ndarray]) -> Image.Image:
+    """The views as an image grid ([B, H, W, C]) or clip strips ([B, T, H, W, C])."""
+    clips = next(iter(columns.values())).ndim == 5
+    return strip_image(columns) if clips else grid_image(columns)
+
+
+def render(
+    views: dict[str, np.ndarray], order: Sequence[str], data: ml_collections.ConfigDict
+) -> Image.Image:
+    """A method's `reconstruct` views (normalised, in `order`) as the trainer draws them:
+    uint8 images or clips, or spectrogram pictures when `data.num_mel_bins`."""
+    views = {k: np.asarray(views[k]) for k in order}
+    if data.num_mel_bins:
+        views = spectrogram_views(views)
+    else:
+        views = {k: pipeline.denormalize(v, data.mean, data.std) for k, v in views.items()}
+    return picture(views)
+
+
 def save_grid(columns: dict[str, np.ndarray], path: str | Path) -> Path:
-    """Writes the views as an image grid ([B, H, W, C]) or clip strips ([B, T, H, W, C])."""
+    """Writes `picture(columns)` to `path` (creating its directory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clips = next(iter(columns.values())).ndim == 5
-    (strip_image(columns) if clips else grid_image(columns)).save(path)
+    picture(columns).save(path)
     return path
