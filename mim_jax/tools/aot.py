@@ -24,14 +24,19 @@ from ml_collections import config_flags
 
 from mim_jax import config_lib
 
-config_lib.add_config_root_to_path(sys.argv)
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU topology, e.g. v5e:16x16 or v5p:4x4x4.")
-_STEPS_PER_EPOCH = flags.DEFINE_integer(
-    "steps_per_epoch", 1000, "Only sets the lr schedule's constants (no data is read)."
-)
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Also append the JSON line to this file.")
-flags.mark_flags_as_required(["config", "topology"])
+
+def _define_flags() -> None:
+    """The CLI's flags, defined only when run as a program (mim_jax.main owns --config
+    when both are imported)."""
+    config_lib.add_config_root_to_path(sys.argv)
+    config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+    flags.DEFINE_string("topology", None, "TPU topology, e.g. v5e:16x16 or v5p:4x4x4.")
+    flags.DEFINE_integer(
+        "steps_per_epoch", 1000, "Only sets the lr schedule's constants (no data is read)."
+    )
+    flags.DEFINE_string("json_out", None, "Also append the JSON line to this file.")
+    flags.mark_flags_as_required(["config", "topology"])
+
 
 GIB = 2**30
 # Per-chip HBM and dense bf16 peak (Cloud TPU system architecture pages).
@@ -112,14 +117,15 @@ def compile_report(config, devices: list, steps_per_epoch: int = 1000) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    devices = topology_devices(_TOPOLOGY.value)
-    report = compile_report(_CONFIG.value, devices, _STEPS_PER_EPOCH.value)
-    report["topology"] = _TOPOLOGY.value
+    f = flags.FLAGS
+    devices = topology_devices(f.topology)
+    report = compile_report(f.config, devices, f.steps_per_epoch)
+    report["topology"] = f.topology
     line = json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in report.items()})
     print(line, flush=True)
-    if _JSON_OUT.value:
-        with open(_JSON_OUT.value, "a") as f:
-            f.write(line + "\n")
+    if f.json_out:
+        with open(f.json_out, "a") as out:
+            out.write(line + "\n")
     if report["headroom"] is not None and report["headroom"] < 0:
         print(
             f"Does not fit: {report['peak_gib']:.1f} GiB per chip > {report['hbm_gib']:.0f} GiB "
@@ -130,4 +136,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -23,12 +23,6 @@ from mim_jax import checkpoint, export, methods
 from mim_jax.data import pipeline
 from mim_jax.evaluators import reconstruction
 
-_RUN = flags.DEFINE_string("run", None, "Training workdir or export dir/URI.")
-_INPUTS = flags.DEFINE_list("inputs", [], "Image, video or audio files.")
-_MASK_RATIO = flags.DEFINE_float("mask_ratio", None, "Default: the run's own.")
-_SEED = flags.DEFINE_integer("seed", 0, "Masking seed.")
-_OUT = flags.DEFINE_string("out", "reconstruction.png", "Where the picture goes.")
-
 
 def load(uri: str) -> tuple[dict, ml_collections.ConfigDict]:
     """(params, config) of an export, or of a workdir's latest checkpoint."""
@@ -111,15 +105,19 @@ def reconstruct(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _RUN.value or not _INPUTS.value:
+    f = flags.FLAGS
+    if not f.run or not f.inputs:
         raise app.UsageError("--run and --inputs are required")
-    params, config = load(_RUN.value)
-    picture = reconstruct(
-        params, config, read_inputs(_INPUTS.value, config.data), _MASK_RATIO.value, _SEED.value
-    )
-    picture.save(_OUT.value)
-    print(_OUT.value)
+    params, config = load(f.run)
+    picture = reconstruct(params, config, read_inputs(f.inputs, config.data), f.mask_ratio, f.seed)
+    picture.save(f.out)
+    print(f.out)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only here: importing the module defines none
+    flags.DEFINE_string("run", None, "Training workdir or export dir/URI.")
+    flags.DEFINE_list("inputs", [], "Image, video or audio files.")
+    flags.DEFINE_float("mask_ratio", None, "Default: the run's own.")
+    flags.DEFINE_integer("seed", 0, "Masking seed.")
+    flags.DEFINE_string("out", "reconstruction.png", "Where the picture goes.")
     app.run(main)
