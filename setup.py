@@ -29,6 +29,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "dev": [
         "pytest>=8",
+        "pytest-xdist>=3.5",  # the suite runs on 2 worker processes (CI: 2 cores)
         "ruff>=0.9",
         "gcp-storage-emulator>=2024.8",  # local GCS for tests
         "kaldi-native-fbank>=1.20",  # independent Kaldi fbank, the features' reference
