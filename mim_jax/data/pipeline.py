@@ -20,7 +20,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from mim_jax import sharding
-from mim_jax.data import audio_transforms, transforms, video_transforms
+from mim_jax.data import audio_transforms, randaugment, transforms, video_transforms
 
 BAD_KEY = "num_bad"  # per element: unreadable examples dropped just before it
 
@@ -101,6 +101,7 @@ def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomM
             scale=tuple(data.crop_scale),
             ratio=tuple(data.crop_ratio),
             flip=data.flip,
+            randaugment=randaugment.parse(data.randaugment, data.image_size, tuple(data.mean)),
         )
     return video_transforms.VideoTrainTransform(
         num_frames=data.num_frames,

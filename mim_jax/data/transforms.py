@@ -8,6 +8,7 @@ worker, at the smallest DCT scale the crop allows; an undecodable one becomes
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import grain
 import numpy as np
@@ -120,13 +121,16 @@ def _bad(element: dict, error: Exception) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TrainTransform(grain.transforms.RandomMap):
-    """RandomResizedCrop (+ horizontal flip) to uint8 [size, size, channels]."""
+    """RandomResizedCrop (+ horizontal flip, + RandAugment) to uint8 [size, size, channels],
+    in timm's `create_transform` order."""
 
     size: int
     channels: int
     scale: tuple[float, float] = (0.2, 1.0)
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     flip: bool = True
+    # per-image augment after the flip (data/randaugment.RandAugment), or None
+    randaugment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:
         if "error" in element:  # unreadable at the source
@@ -142,6 +146,8 @@ class TrainTransform(grain.transforms.RandomMap):
             image = resized_crop(image, box, self.size)
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
+        if self.randaugment is not None:
+            image = self.randaugment(np.ascontiguousarray(image), rng)
         return {"image": np.ascontiguousarray(image), "label": np.int32(element["label"])}
 
     def _decode_crop(self, data: bytes, rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,8 @@ DATA = ConfigDict(
         crop_scale=(0.5, 1.0),
         crop_ratio=(0.75, 1.333),
         flip=True,
+        randaugment="",
+        mean=(0.5,),
         eval_crop_pct=1.0,
         read_threads=2,
         num_workers=0,
@@ -184,7 +186,8 @@ def main(argv):
     from ml_collections import ConfigDict
     from mim_jax.data import pipeline, sources
     data = ConfigDict(dict(image_size=8, channels=1, crop_scale=(0.5, 1.0),
-                           crop_ratio=(0.75, 1.33), flip=True, read_threads=1, num_workers=1,
+                           crop_ratio=(0.75, 1.33), flip=True, randaugment="", mean=(0.5,),
+                           read_threads=1, num_workers=1,
                            num_frames=0, num_mel_bins=0))
     source = sources.SyntheticSource(64, (8, 8, 1), 10, 0)
     it = iter(pipeline.train_dataset(source, data, 4, 0))
@@ -236,3 +239,14 @@ def test_worker_processes_die_with_a_killed_trainer(tmp_path):
     for w in alive:
         os.kill(w, signal.SIGKILL)
     assert not alive, "grain workers outlived the killed trainer"
+
+
+def test_randaugment_spec_adds_a_seeded_per_image_augment_after_crop_and_flip():
+    plain = iter(pipeline.train_dataset(_source(), DATA, 4, seed=3))
+    data = ConfigDict({**DATA.to_dict(), "randaugment": "rand-m9-mstd0.5-inc1"})
+    assert pipeline.train_transform(data).randaugment.num_ops == 2
+    a = iter(pipeline.train_dataset(_source(), data, 4, seed=3))
+    b = iter(pipeline.train_dataset(_source(), data, 4, seed=3))
+    batches = [next(it)["image"] for it in (plain, a, b)]
+    np.testing.assert_array_equal(batches[1], batches[2])
+    assert not np.array_equal(batches[0], batches[1])
