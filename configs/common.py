@@ -75,6 +75,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.crop_scale = (0.2, 1.0)
     c.data.crop_ratio = (3.0 / 4.0, 4.0 / 3.0)
     c.data.flip = True
+    # RandAugment policy in timm's notation, e.g. "rand-m9-mstd0.5-inc1"; "" = off.
+    c.data.randaugment = ""
     c.data.eval_crop_pct = 1.0  # eval: resize shorter side to size / crop_pct, center crop
     c.data.num_workers = 0  # grain worker processes (0: threads in this process)
     c.data.read_threads = 2
@@ -121,6 +123,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.dtype = "auto"
 
     c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adamw"  # adamw | lars (MAE linear probe) | sgd (CAE attentive probe)
     c.optim.base_lr = 1.5e-4  # lr = base_lr * batch_size / lr_base_batch
     c.optim.lr_base_batch = 256
     c.optim.min_lr = 0.0
@@ -135,6 +138,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.95
     c.optim.eps = 1e-8
     c.optim.weight_decay = 0.05  # applied to >=2-D params only (not biases/norms)
+    c.optim.momentum = 0.9  # lars / sgd
+    c.optim.trust_coefficient = 0.001  # lars (MAE util/lars.py)
+    # Layer-wise lr decay for ViT fine-tuning: block i gets decay ** (depth - i); 1 = off.
+    c.optim.layer_decay = 1.0
+    # > 0: also keep an exponential moving average of the weights (decay per step, e.g.
+    # 0.9999), evaluated next to the weights themselves (ema_* scores); 0 = off.
+    c.optim.ema_decay = 0.0
     c.optim.grad_clip = config_dict.placeholder(float)  # global-norm clip; None: off
 
     # Device mesh: a `data` and an `fsdp` axis; -1 takes the remaining devices.
@@ -197,6 +207,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval.knn_temperature = 0.07
     c.eval.linear_l2 = (1e-5, 1e-4, 1e-3, 1e-2)  # L2 grid, chosen on a held-out train split
     c.eval.linear_steps = 200  # max L-BFGS iterations per fit (stops earlier on convergence)
+    # Few-shot linear (regularised least squares) with these shots per class; () = off.
+    c.eval.few_shot = ()
+    # Pretraining: a linear head on stop-gradient features, trained alongside on the labels
+    # (logged as online_probe_top1 on the training batches); costs one unmasked forward.
+    c.eval.online_probe = False
     return c
 
 
@@ -309,3 +324,49 @@ def set_image_data(config: ml_collections.ConfigDict, data: str, variant: str) -
         config.eval.at_end = False  # random labels: probes would measure nothing
         config.eval.every_epochs = None
         config.eval.baselines = False
+
+
+def get_classifier_config(variant: str, data: str) -> ml_collections.ConfigDict:
+    """The shared part of the fine-tuning and probing configs: `config.method="classifier"`
+    on the encoder of configs/mae.py's `variant` ("" = its small Fashion-MNIST model),
+    with `data` as in the MAE config. Start from a pretraining run with
+    `--config.init_from=WORKDIR` (a run, step dir or export); without it the encoder starts
+    from random init (the from-scratch baseline)."""
+    from configs import mae  # configs import common
+
+    c = get_base_config()
+    c.method = "classifier"
+    m = c.model
+    m.mlp_ratio = 4.0
+    m.drop_path = 0.0
+    m.pool = "gap"  # gap | cls
+    m.head = "linear"  # linear | bn_linear (linear probe) | attentive
+    m.freeze_encoder = False
+    m.head_init_std = 2e-5
+    # Augmentations on the device (config.model: they run inside the jitted step).
+    m.label_smoothing = 0.0
+    m.mixup = 0.0  # Beta(alpha, alpha) for mixup; 0 = off
+    m.cutmix = 0.0
+    m.mix_prob = 1.0  # probability of mixing a batch at all
+    m.mix_switch_prob = 0.5  # cutmix instead of mixup when both are on
+    m.erase_prob = 0.0  # random erasing, per image
+    c.optim.update(min_lr=0.0, weight_decay=0.0, warmup_epochs=0.0)
+    c.eval.features = "cls"
+    if variant:
+        if variant not in mae.VARIANTS:
+            raise ValueError(f"variant={variant!r}; valid: {sorted(mae.VARIANTS)}")
+        patch, width, depth, heads = mae.VARIANTS[variant]
+        m.update(patch_size=patch, width=width, depth=depth, num_heads=heads)
+        set_imagenet(c, 224)
+        c.eval.at_end = True
+        c.eval.every_epochs = 10.0
+        c.data.crop_scale = (0.08, 1.0)  # timm / torchvision RandomResizedCrop default
+        c.data.eval_crop_pct = 224 / 256  # Resize(256) + CenterCrop(224) (MAE util/datasets.py)
+    else:
+        m.update(mae.SMALL_MODEL)
+        c.log_every_steps = 25
+        c.eval.every_epochs = 1.0
+        c.eval.batch_size = 1000
+        c.ckpt.every_epochs = 1.0
+    set_image_data(c, data, variant)
+    return c

@@ -28,6 +28,9 @@ VARIANTS = {
     "H/14": (14, 1280, 32, 16),
 }
 
+# The embedded default's encoder: 28x28 grey images, 7x7 patches (16 tokens), a small ViT.
+SMALL_MODEL = dict(patch_size=7, width=128, depth=4, num_heads=4)
+
 
 def _imagenet_recipe(config, variant: str) -> None:
     patch, width, depth, heads = VARIANTS[variant]
@@ -69,10 +72,7 @@ def get_config(arg: str | None = None):
         # ViT. Sized for ~9 minutes of training on 2 CPU cores; lr, crop scale and the
         # mean-pooled eval features were chosen by measured kNN / linear-probe accuracy.
         config.model.update(
-            patch_size=7,
-            width=128,
-            depth=4,
-            num_heads=4,
+            **SMALL_MODEL,
             decoder_width=64,
             decoder_depth=2,
             decoder_heads=4,

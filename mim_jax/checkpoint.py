@@ -6,6 +6,7 @@ when to save (every N steps / minutes, on preemption) and which steps to keep.
 """
 
 import datetime
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+
+from mim_jax.models import posemb
 
 policies = ocp.checkpoint_managers
 
@@ -182,15 +185,22 @@ def restore_params(uri: str, params) -> tuple[Any, dict[str, list[str]]]:
 
     Each leaf of `params` (freshly initialized, sharded) is replaced by the source's leaf
     of the same path and shape ("loaded"); the others keep their init ("reinitialized");
-    source leaves that match nothing are "skipped". Returns (params, report).
+    source leaves that match nothing are "skipped". A `pos_embed` of another square grid
+    (cls row first) is resampled to this one ("resampled", also counted as loaded).
+    Returns (params, report).
     """
     source = _read_source_params(uri)  # {path: np.ndarray}
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    report = {"loaded": [], "reinitialized": [], "skipped": []}
+    report = {"loaded": [], "reinitialized": [], "skipped": [], "resampled": []}
     leaves = []
     for path, init in flat:
         key = path_str(path)
         got = source.get(key)
+        if got is not None and key.endswith("pos_embed"):
+            resampled = _resample_pos_embed(got, tuple(init.shape))
+            if resampled is not None and resampled.shape != got.shape:
+                report["resampled"].append(f"{key} ({got.shape} -> {resampled.shape})")
+            got = got if resampled is None else resampled
         if got is not None and tuple(got.shape) == tuple(init.shape):
             leaves.append(jax.device_put(got.astype(init.dtype), init.sharding))
             report["loaded"].append(key)
@@ -202,6 +212,17 @@ def restore_params(uri: str, params) -> tuple[Any, dict[str, list[str]]]:
     wanted = {path_str(p) for p, _ in flat}
     report["skipped"] = sorted(k for k in source if k not in wanted)
     return jax.tree_util.tree_unflatten(treedef, leaves), report
+
+
+def _resample_pos_embed(table: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """`table` [..., 1 + h*h, D] on the square grid `shape` asks for, or None when either
+    is not one cls row plus a square grid of the same width."""
+    if table.ndim != len(shape) or table.shape[-1] != shape[-1]:
+        return None
+    old, new = math.isqrt(table.shape[-2] - 1), math.isqrt(shape[-2] - 1)
+    if old * old != table.shape[-2] - 1 or new * new != shape[-2] - 1:
+        return None
+    return posemb.resample(table, (old, old), (new, new))
 
 
 def path_str(path, sep: str = "/") -> str:
@@ -231,6 +252,16 @@ def read_params(path: epath.Path) -> dict:
     if (path / "export.json").exists():
         return _restore_on_host(path / "params", lambda t: t)
     return _restore_on_host(path / "state", lambda t: {"params": t["params"]})["params"]
+
+
+def read_model_state(path: epath.Path) -> dict:
+    """A stateful method's non-param variables (BatchNorm statistics) of a step dir or an
+    export, as host arrays."""
+    if (path / "export.json").exists():
+        return _restore_on_host(path / "model_state", lambda t: t)
+    return _restore_on_host(path / "state", lambda t: {"model_state": t["model_state"]})[
+        "model_state"
+    ]
 
 
 def _restore_on_host(directory: epath.Path, select: Callable[[dict], dict]) -> dict:

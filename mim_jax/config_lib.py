@@ -35,6 +35,17 @@ RESUMABLE_CHANGES = (
     "data.index_cache_dir",
 )
 
+# Keys added after runs were saved, with the value that computes what those runs computed:
+# a saved config.json without one of them resumes without a "changed config" complaint.
+ADDED_KEYS = {
+    "optim.name": "adamw",
+    "optim.momentum": 0.9,
+    "optim.trust_coefficient": 0.001,
+    "optim.layer_decay": 1.0,
+    "optim.ema_decay": 0.0,
+    "data.randaugment": "",
+}
+
 
 def add_config_root_to_path(argv: list[str]) -> None:
     """Make `from configs import common` work for `--config=<repo>/configs/x.py` from any cwd."""
@@ -180,6 +191,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         o.schedule in optim.SCHEDULES,
         f"config.optim.schedule={o.schedule!r}; valid: {optim.SCHEDULES}",
     )
+    _check(o.name in optim.OPTIMIZERS, f"config.optim.name={o.name!r}; valid: {optim.OPTIMIZERS}")
+    _check(
+        0 < o.layer_decay <= 1, f"config.optim.layer_decay must be in (0, 1], got {o.layer_decay}"
+    )
     _check(
         o.schedule == "multistep" or not (o.milestone_epochs or o.milestone_steps),
         "config.optim.milestone_epochs/steps need config.optim.schedule='multistep'",
@@ -218,7 +233,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def config_changes(old: dict, new: ml_collections.ConfigDict) -> list[str]:
     """Keys whose values differ between a saved config.json (`old`) and `new`, except those
     a resumed run may change (RESUMABLE_CHANGES); as "key: old -> new" lines."""
-    a = _flatten(old)
+    a = {**ADDED_KEYS, **_flatten(old)}
     b = _flatten(json.loads(new.to_json_best_effort()))  # tuples -> lists, as in the file
     changed = []
     for key in sorted(set(a) | set(b)):

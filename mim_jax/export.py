@@ -40,8 +40,12 @@ def export(
     if step is None:
         raise FileNotFoundError(f"--workdir={workdir}: no checkpoint to export")
     params = checkpoint.read_params(ckpt.directory / str(step))
-    encoder_keys = method.encoder_keys
-    if not include_decoder:
+    # A pretraining run exports its encoder; a classifier (no encoder_keys) all of itself.
+    encoder_keys = getattr(method, "encoder_keys", None)
+    parts = ["encoder", "decoder"] if include_decoder else ["encoder"]
+    if encoder_keys is None:
+        parts = ["encoder", "head"]
+    elif not include_decoder:
         params = {k: v for k, v in params.items() if k in encoder_keys}
 
     out = checkpoint.as_dir(to)
@@ -50,6 +54,10 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     saver = ocp.StandardCheckpointer()
     saver.save(out / "params", params)
+    if getattr(method, "stateful", False):  # BatchNorm statistics, needed for inference
+        state = checkpoint.read_model_state(ckpt.directory / str(step))
+        saver.save(out / "model_state", state)
+        parts.append("model_state")
     flat = flatten(params)
     (out / "params.safetensors").write_bytes(safetensors.numpy.save(flat))
     (out / "config.json").write_text(config.to_json_best_effort(indent=2))
@@ -58,7 +66,7 @@ def export(
         "workdir": str(checkpoint.as_dir(workdir)),
         "step": step,
         "method": config.method,
-        "parts": ["encoder", "decoder"] if include_decoder else ["encoder"],
+        "parts": parts,
         "num_params": int(sum(v.size for v in flat.values())),
     }
     (out / "export.json").write_text(json.dumps(info, indent=2))  # written last: complete

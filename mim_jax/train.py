@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from mim_jax import checkpoint, config_lib, guard, methods, optim, preemption, sharding
 from mim_jax.data import pipeline, sources
-from mim_jax.evaluators import reconstruction, representation
+from mim_jax.evaluators import predictions, reconstruction, representation
 from mim_jax.metrics import MetricWriter, Progress
 
 # {"step": int32 [], "params": tree, "opt_state": tree, "rng": uint32 [2], "guard": guard.Guard}
@@ -36,17 +36,27 @@ def make_train_step(
     A non-finite loss or gradient leaves params and optimizer state as they were."""
     d, accum, g = config.data, config.grad_accum_steps, config.guard
 
-    def loss_and_grads(params, batch, key):
-        rngs = {"masking": jax.random.fold_in(key, 0), "dropout": jax.random.fold_in(key, 1)}
+    stateful = getattr(method, "stateful", False)  # e.g. BatchNorm statistics
+    ema_decay = config.optim.ema_decay
+
+    def loss_and_grads(params, model_state, batch, key):
+        rngs = {
+            "masking": jax.random.fold_in(key, 0),
+            "dropout": jax.random.fold_in(key, 1),
+            "augment": jax.random.fold_in(key, 2),
+        }
         batch = {**batch, "image": pipeline.normalize(batch["image"], d.mean, d.std)}
-        (loss, aux), grads = jax.value_and_grad(method.loss, has_aux=True)(params, batch, rngs)
-        return grads, {"loss": loss, **aux}
+        kwargs = {"model_state": model_state} if stateful else {}
+        loss_fn = lambda p: method.loss(p, batch, rngs, **kwargs)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        model_state = aux.pop("model_state", model_state)
+        return grads, {"loss": loss, **aux}, model_state
 
     def train_step(state: State, batch: dict) -> tuple[State, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
-        params = state["params"]
+        params, model_state = state["params"], state.get("model_state", {})
         if accum == 1:
-            grads, metrics = loss_and_grads(params, batch, key)
+            grads, metrics, model_state = loss_and_grads(params, model_state, batch, key)
         else:
             # [B, ...] -> [accum, B / accum, ...] taking every accum-th row, so each
             # micro-batch stays spread over all devices.
@@ -58,14 +68,17 @@ def make_train_step(
 
             def body(carry, xs):
                 i, micro = xs
-                grads, metrics = loss_and_grads(params, micro, jax.random.fold_in(key, i))
-                return jax.tree.map(jnp.add, carry, (grads, metrics)), None
+                sums, ms = carry
+                grads, metrics, ms = loss_and_grads(params, ms, micro, jax.random.fold_in(key, i))
+                return (jax.tree.map(jnp.add, sums, (grads, metrics)), ms), None
 
             micro = jax.tree.map(split, batch)
             first = jax.tree.map(lambda x: x[0], micro)
-            shapes = jax.eval_shape(loss_and_grads, params, first, key)
+            shapes = jax.eval_shape(loss_and_grads, params, model_state, first, key)[:2]
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-            sums, _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+            (sums, model_state), _ = jax.lax.scan(
+                body, (zeros, model_state), (jnp.arange(accum), micro)
+            )
             grads, metrics = jax.tree.map(lambda x: x / accum, sums)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         grad_norm = optax.global_norm(grads)
@@ -85,6 +98,15 @@ def make_train_step(
             "rng": state["rng"],
             "guard": guard_state,
         }
+        if stateful:
+            new_state["model_state"] = guard.select(ok, model_state, state["model_state"])
+        if "ema_params" in state:  # EMA of the weights (timm ModelEmaV2: after each update)
+            ema = jax.tree.map(
+                lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
+                state["ema_params"],
+                new_state["params"],
+            )
+            new_state["ema_params"] = guard.select(ok, ema, state["ema_params"])
         metrics = {
             **metrics,
             "grad_norm": grad_norm,
@@ -96,16 +118,65 @@ def make_train_step(
     return train_step
 
 
-def initial_state(method, tx: optax.GradientTransformation, seed_key: jax.Array, example) -> State:
-    """Step 0: fresh params (key fold 0), their optimizer state, the run's rng (fold 1)."""
-    params = method.init(jax.random.fold_in(seed_key, 0), example)
-    return {
+def initial_state(
+    method,
+    tx: optax.GradientTransformation,
+    seed_key: jax.Array,
+    example,
+    ema: bool = False,
+) -> State:
+    """Step 0: fresh params (key fold 0), their optimizer state, the run's rng (fold 1),
+    for stateful methods their other variables (BatchNorm statistics), and with `ema` a
+    copy of the params to average into."""
+    key = jax.random.fold_in(seed_key, 0)
+    if hasattr(method, "init_variables"):
+        variables = dict(method.init_variables(key, example))
+        params = variables.pop("params")
+    else:
+        params, variables = method.init(key, example), {}
+    state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
         "opt_state": tx.init(params),
         "rng": jax.random.fold_in(seed_key, 1),
         "guard": guard.init(),
     }
+    if getattr(method, "stateful", False):
+        state["model_state"] = variables
+    if ema:
+        state["ema_params"] = jax.tree.map(jnp.copy, params)
+    return state
+
+
+def make_optimizer(
+    method, config: ml_collections.ConfigDict, example, total_steps, warmup_steps, milestones
+):
+    """optim.make with the method's hints: no-decay names, layer-wise lr decay scales
+    (config.optim.layer_decay < 1) and frozen params."""
+    hints = {}
+    needs_params = config.optim.layer_decay < 1 or hasattr(method, "trainable")
+    if needs_params:
+        abstract = jax.eval_shape(
+            lambda k: initial_state(method, optax.identity(), k, example)["params"],
+            jax.random.PRNGKey(0),
+        )
+        if config.optim.layer_decay < 1:
+            if not hasattr(method, "layer_scales"):
+                raise ValueError(
+                    f"config.optim.layer_decay={config.optim.layer_decay} needs a ViT "
+                    f"classifier; config.method={config.method!r} has no layers to decay"
+                )
+            hints["layer_scales"] = method.layer_scales(abstract, config.optim.layer_decay)
+        if hasattr(method, "trainable"):
+            hints["trainable"] = method.trainable(abstract)
+    return optim.make(
+        config,
+        total_steps,
+        warmup_steps,
+        getattr(method, "no_weight_decay", ()),
+        milestones,
+        **hints,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +204,11 @@ def build_step(
     milestones = tuple(config.optim.milestone_steps) or tuple(
         round(e * steps_per_epoch) for e in config.optim.milestone_epochs
     )
-    tx, schedule = optim.make(
-        config, total_steps, warmup_steps, getattr(method, "no_weight_decay", ()), milestones
-    )
     shape = (config.batch_size, *config_lib.input_shape(config.data))
     example = {"image": jax.ShapeDtypeStruct(shape, jnp.float32)}
-    init = lambda seed_key: initial_state(method, tx, seed_key, example)
+    tx, schedule = make_optimizer(method, config, example, total_steps, warmup_steps, milestones)
+    ema = config.optim.ema_decay > 0
+    init = lambda seed_key: initial_state(method, tx, seed_key, example, ema)
     seed_key = jax.random.PRNGKey(config.seed)
     abstract = jax.eval_shape(init, seed_key)
     state_sh = sharding.tree_shardings(mesh, abstract, config.mesh.fsdp_min_size)
@@ -165,6 +235,19 @@ def build_step(
 
 
 # ------------------------------------------------------------------------------- helpers
+def protocol(config: ml_collections.ConfigDict) -> str:
+    """What a run evaluates, for eval_summary.json: the classifier protocols by their head,
+    else pretraining with its kNN / linear-probe monitor."""
+    if config.method != "classifier":
+        if config.total_steps == 0:
+            return "frozen_eval (kNN, linear probe, few-shot)"
+        return f"{config.method} pretraining (kNN + linear-probe monitor)"
+    m = config.model
+    if not m.freeze_encoder:
+        return "finetune"
+    return {"attentive": "attentive_probe"}.get(m.head, "linprobe")
+
+
 def _every(step: int, interval: int | None) -> bool:
     return bool(interval) and step % interval == 0
 
@@ -302,10 +385,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if config.init_from:
             state["params"], report = checkpoint.restore_params(config.init_from, state["params"])
             _write_json(workdir / "init_report.json", {"init_from": config.init_from, **report})
+            if "ema_params" in state:  # the average starts from the loaded weights
+                state["ema_params"] = jax.tree.map(jnp.copy, state["params"])
             logging.info(
-                "init_from %s: %d params loaded, %d re-initialized %s, %d skipped %s",
+                "init_from %s: %d params loaded (resampled: %s), %d re-initialized %s, "
+                "%d skipped %s",
                 config.init_from,
                 len(report["loaded"]),
+                report["resampled"] or "none",
                 len(report["reinitialized"]),
                 report["reinitialized"],
                 len(report["skipped"]),
@@ -346,9 +433,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             )
             _write_json(summary_path, summary)
 
-    def run_eval(step: int, params) -> None:
-        scores = evaluator.evaluate(params)
-        summary.update(step=step, features=config.eval.features, **scores)
+    predictor = None
+    if hasattr(method, "predict") and (eval_every or config.eval.at_end):
+        predictor = predictions.PredictionEvaluator(config, method.predict, mesh, eval_source)
+    summary.update(
+        protocol=protocol(config),
+        dataset=d.tfds_name or d.name,
+        checkpoint=config.init_from or config.resume or "none (random init)",
+    )
+
+    def evaluate(params, model_state) -> dict:
+        if predictor is not None:
+            return predictor.evaluate(params, model_state)
+        summary["features"] = config.eval.features
+        return evaluator.evaluate(params)
+
+    def run_eval(step: int, state: State) -> None:
+        model_state = state.get("model_state", {})
+        scores = evaluate(state["params"], model_state)
+        if "ema_params" in state:
+            ema_scores = evaluate(state["ema_params"], model_state)
+            scores.update({f"ema_{k}": v for k, v in ema_scores.items() if k != "num_examples"})
+        summary.update(step=step, **scores)
         summary["history"].append({"step": step, **scores})
         writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
         _write_json(summary_path, summary)
@@ -375,6 +481,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     # -- The loop
     logging.info("Training from step %d to %d.", start_step, total_steps)
     progress = Progress(total_steps, start_step, config.batch_size)
+    if total_steps == 0 and config.eval.at_end and (evaluator or predictor) is not None:
+        run_eval(0, state)  # evaluation only: configs/frozen_eval.py
     watcher = preemption.Watcher()
     acc, acc_n = None, 0  # metrics summed on device over the logging interval
     logged = {k: int(v) for k, v in guard.metrics(state["guard"]).items()}  # at the last log
@@ -412,10 +520,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             tic = time.perf_counter()
             if viz_fn is not None and (_every(step, viz_every) or step == total_steps):
                 save_viz(step, state["params"])
-            if evaluator is not None and (
+            if (evaluator or predictor) is not None and (
                 _every(step, eval_every) or (step == total_steps and config.eval.at_end)
             ):
-                run_eval(step, state["params"])
+                run_eval(step, state)
             preempted = watcher.notified or ckpt.reached_preemption(step)
             ckpt.save(step, state, data_iter, meta, force=preempted or step == total_steps)
             progress.exclude(time.perf_counter() - tic)
@@ -430,6 +538,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         writer.close()
     if preempted:
         return {**summary, "preempted": True, "preempted_at": step}
+    if "top1" in summary:
+        logging.info(
+            "Final (step %s, %s): top-1 %.4f, top-5 %.4f on %d examples",
+            summary["step"],
+            summary["protocol"],
+            summary["top1"],
+            summary["top5"],
+            summary["num_examples"],
+        )
     for metric in ("top1", "mAP"):
         if f"knn_{metric}" in summary:
             logging.info(

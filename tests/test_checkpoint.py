@@ -201,7 +201,26 @@ def test_restore_params_reports_loaded_reinitialized_and_skipped(tmp_path):
         "loaded": ["a"],
         "reinitialized": ["b", "c (shape (3,) != (2,))"],
         "skipped": ["extra"],
+        "resampled": [],
     }
+
+
+def test_restore_params_resamples_a_pos_embed_of_another_grid(tmp_path):
+    from mim_jax.models import posemb
+
+    table = np.random.default_rng(0).normal(size=(1, 1 + 4 * 4, 8)).astype(np.float32)
+    export = tmp_path / "export"
+    saver = ocp.StandardCheckpointer()
+    saver.save(export / "params", {"pos_embed": table})
+    saver.wait_until_finished()
+    (export / "export.json").write_text("{}")
+    target = {"pos_embed": jax.numpy.zeros((1, 1 + 6 * 6, 8))}
+    params, report = checkpoint.restore_params(str(export), target)
+    assert report["loaded"] == ["pos_embed"]
+    assert report["resampled"] == ["pos_embed ((1, 17, 8) -> (1, 37, 8))"]
+    np.testing.assert_allclose(
+        params["pos_embed"], posemb.resample(table, (4, 4), (6, 6)), rtol=1e-6
+    )
 
 
 @pytest.mark.slow

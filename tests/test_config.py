@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,8 @@ def test_steps_win_over_epochs_and_epochs_convert():
         ("data.name", "cifar", "config.data.name"),
         ("eval.features", "max", "config.eval.features"),
         ("model.remat", "some", "config.model.remat='some'; valid: \\['none', 'full', 'dots'\\]"),
+        ("optim.name", "adam", "config.optim.name='adam'; valid: \\('adamw', 'lars', 'sgd'\\)"),
+        ("optim.layer_decay", 1.5, "config.optim.layer_decay must be in \\(0, 1\\]"),
     ],
 )
 def test_validate_names_the_bad_key(key, value, message):
@@ -264,3 +267,14 @@ def test_bad_values_fail_before_anything_runs(config_file, key, value, message):
     config[section][name] = value
     with pytest.raises(ValueError, match=message):
         config_lib.validate(config, 1)
+
+
+def test_a_run_saved_before_the_optimizer_keys_existed_resumes_unchanged():
+    config = mae_config.get_config()
+    saved = json.loads(config.to_json_best_effort())
+    for key in ("name", "momentum", "trust_coefficient", "layer_decay"):
+        del saved["optim"][key]
+    del saved["data"]["randaugment"]
+    assert config_lib.config_changes(saved, config) == []
+    config.optim.name = "lars"
+    assert config_lib.config_changes(saved, config) == ["optim.name: 'adamw' -> 'lars'"]

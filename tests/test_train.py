@@ -365,3 +365,94 @@ def test_image_methods_train_on_8_devices(name, tmp_path):
     config.dtype = "float32"
     grid = _train_four_steps(config, tmp_path)
     assert grid.width >= 3 * 16 and grid.height >= 2 * 16
+
+
+def _classifier_config(module, root, init_from, **overrides):
+    c = module.get_config()
+    c.data.root = str(root)
+    c.model.update(patch_size=4, width=32, depth=2, num_heads=2)
+    c.batch_size, c.total_epochs, c.total_steps = 32, None, 4
+    c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
+    c.log_every_steps = 2
+    c.ckpt.every_epochs, c.eval.every_epochs, c.ckpt.every_steps = None, None, 4
+    c.eval.batch_size, c.eval.max_test_examples = 64, 128
+    c.init_from = str(init_from)
+    c.data.num_classes = 4  # the fake Fashion-MNIST has 4 classes
+    for k, v in overrides.items():
+        c[k.split(".")[0]][k.split(".")[1]] = v
+    return c
+
+
+def test_linprobe_from_a_pretraining_run_keeps_its_encoder_and_reports_top1(fake_fmnist, tmp_path):
+    from configs import linprobe
+
+    pretrain = tmp_path / "mae"
+    train.train_and_evaluate(
+        tiny_config(fake_fmnist, total_steps=4, **{"eval.at_end": False}), pretrain
+    )
+    config = _classifier_config(linprobe, fake_fmnist, pretrain)
+    config.grad_accum_steps = 2  # BatchNorm statistics carried through the micro-batches
+    config.optim.ema_decay = 0.5  # an EMA of the weights, scored next to them
+    summary = train.train_and_evaluate(config, tmp_path / "probe")
+    report = json.loads((tmp_path / "probe" / "init_report.json").read_text())
+    assert (
+        "encoder/blocks_1/attn/qkv/kernel" in report["loaded"] and "cls_token" in report["loaded"]
+    )
+    assert any(k.startswith("decoder/") for k in report["skipped"])
+    saved = json.loads((tmp_path / "probe" / "eval_summary.json").read_text())
+    assert saved == summary
+    assert saved["protocol"] == "linprobe" and saved["checkpoint"] == str(pretrain)
+    assert saved["dataset"] == "fashion_mnist" and saved["num_examples"] == 128
+    assert 0 <= saved["top1"] <= saved["top5"] <= 1 and 0 <= saved["ema_top1"] <= 1
+    before, after = final_params(pretrain), final_params(tmp_path / "probe")
+    jax.tree.map(np.testing.assert_array_equal, before["encoder"], after["encoder"])
+    assert not np.allclose(after["head"]["kernel"], 0)
+    state = ocp.StandardCheckpointer().restore(tmp_path / "probe" / "checkpoints" / "4" / "state")
+    assert np.any(state["model_state"]["batch_stats"]["head_norm"]["var"] != 1.0)
+    # the export of a classifier holds the whole model and its BatchNorm statistics
+    from mim_jax import checkpoint, export
+
+    out = export.export(str(tmp_path / "probe"), str(tmp_path / "export"))
+    assert json.loads((out / "export.json").read_text())["parts"] == [
+        "encoder",
+        "head",
+        "model_state",
+    ]
+    params, _ = export.load(str(out))
+    assert {"encoder", "head", "cls_token"} <= set(params)
+    np.testing.assert_array_equal(
+        checkpoint.read_model_state(out)["batch_stats"]["head_norm"]["var"],
+        state["model_state"]["batch_stats"]["head_norm"]["var"],
+    )
+
+
+def test_frozen_eval_trains_nothing_and_reports_knn_linear_and_few_shot(fake_fmnist, tmp_path):
+    from configs import frozen_eval
+
+    config = frozen_eval.get_config("method=mae")
+    config.data.root = str(fake_fmnist)
+    config.model.update(patch_size=4, width=32, depth=1, num_heads=2, decoder_depth=1)
+    config.eval.update(baselines=False, max_train_examples=256, max_test_examples=128)
+    config.eval.update(batch_size=64, linear_l2=(1e-3,), few_shot=(1, 5))
+    summary = train.train_and_evaluate(config, tmp_path)
+    assert summary["protocol"].startswith("frozen_eval") and summary["step"] == 0
+    assert {"knn_top1", "linear_top1", "fewshot_1", "fewshot_5"} <= set(summary)
+    assert not list((tmp_path / "checkpoints").glob("[0-9]*"))
+
+
+def test_ema_of_the_weights_follows_each_update(fake_fmnist):
+    config = tiny_config(fake_fmnist, **{"optim.ema_decay": 0.75})
+    mesh = sharding.make_mesh(config.mesh, devices=jax.devices()[:1])
+    method = methods.build(config)
+    tx, schedule = optim.make(config, 10, 0)
+    batch = _batch()
+    state = train.initial_state(method, tx, jax.random.PRNGKey(0), batch, ema=True)
+    step = jax.jit(train.make_train_step(method, tx, schedule, config, mesh))
+    p0 = jax.device_get(state["params"])
+    jax.tree.map(np.testing.assert_array_equal, p0, jax.device_get(state["ema_params"]))
+    state, _ = step(state, batch)
+    p1 = jax.device_get(state["params"])
+    state, _ = step(state, batch)
+    p2, ema = jax.device_get(state["params"]), jax.device_get(state["ema_params"])
+    expected = jax.tree.map(lambda a, b, c: 0.75 * (0.75 * a + 0.25 * b) + 0.25 * c, p0, p1, p2)
+    jax.tree.map(lambda e, x: np.testing.assert_allclose(e, x, rtol=1e-6, atol=1e-7), ema, expected)

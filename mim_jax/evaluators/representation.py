@@ -12,12 +12,12 @@ from jax.sharding import Mesh
 
 from mim_jax import config_lib, sharding
 from mim_jax.data import pipeline, sources
-from mim_jax.evaluators import classification, knn, linear_probe
+from mim_jax.evaluators import classification, few_shot, knn, linear_probe
 
 CACHE_BYTES = 2**31  # keep eval images in host memory when they fit in this budget
 
 
-class _Split:
+class CachedSplit:
     """An eval split's batches (cached in memory when small) and labels."""
 
     def __init__(self, source, data, batch_size: int, max_examples: int | None):
@@ -39,6 +39,20 @@ class _Split:
         self._cached = self._cache is not None
 
 
+def collect(split: CachedSplit, fn: Callable, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """`fn(images on the mesh)` over a split, on the host: outputs [N, ...] and labels [N]
+    (or multi-hot targets [N, C]); the padding of the last batch is dropped."""
+    outs, labels = [], []
+    pc, pi = jax.process_count(), jax.process_index()
+    for batch, valid in split.batches():
+        rows = len(batch["image"]) // pc  # every process holds the whole batch
+        local = {"image": batch["image"][pi * rows : (pi + 1) * rows]}
+        out = fn(sharding.global_batch(local, mesh)["image"])
+        outs.append(sharding.to_host(out)[:valid])
+        labels.append(batch["labels" if "labels" in batch else "label"][:valid])
+    return np.concatenate(outs).astype(np.float32), np.concatenate(labels)
+
+
 class RepresentationEvaluator:
     """kNN (k, temperature-weighted cosine votes) and a linear probe on features from
     `feature_fn(params, images) -> [B, D]` (images normalised, on the mesh)."""
@@ -56,8 +70,8 @@ class RepresentationEvaluator:
         train_source = train_source or sources.build(d, d.train_split, config.seed)
         eval_source = eval_source or sources.build(d, d.eval_split, config.seed)
         self.splits = {
-            "train": _Split(train_source, d, e.batch_size, e.max_train_examples),
-            "test": _Split(eval_source, d, e.batch_size, e.max_test_examples),
+            "train": CachedSplit(train_source, d, e.batch_size, e.max_train_examples),
+            "test": CachedSplit(eval_source, d, e.batch_size, e.max_test_examples),
         }
         normalize = lambda x: pipeline.normalize(x, d.mean, d.std)
         self._features = jax.jit(
@@ -66,16 +80,7 @@ class RepresentationEvaluator:
         )
 
     def _collect(self, split: str, fn: Callable) -> tuple[np.ndarray, np.ndarray]:
-        """Features [N, D] and labels [N] (or multi-hot targets [N, C])."""
-        feats, labels = [], []
-        pc, pi = jax.process_count(), jax.process_index()
-        for batch, valid in self.splits[split].batches():
-            rows = len(batch["image"]) // pc  # every process holds the whole batch
-            local = {"image": batch["image"][pi * rows : (pi + 1) * rows]}
-            out = fn(sharding.global_batch(local, self.mesh)["image"])
-            feats.append(sharding.to_host(out)[:valid])
-            labels.append(batch["labels" if "labels" in batch else "label"][:valid])
-        return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
+        return collect(self.splits[split], fn, self.mesh)
 
     def _score(self, fn: Callable) -> dict[str, float]:
         e = self.config.eval
@@ -103,7 +108,10 @@ class RepresentationEvaluator:
         probe = linear_probe.linear_probe(
             train_x, train_y, test_x, test_y, n, tuple(e.linear_l2), e.linear_steps
         )
-        return {"knn_top1": top1, "linear_top1": probe["top1"], "linear_l2": probe["l2"]}
+        out = {"knn_top1": top1, "linear_top1": probe["top1"], "linear_l2": probe["l2"]}
+        if e.few_shot:
+            out.update(few_shot.few_shot(train_x, train_y, test_x, test_y, n, tuple(e.few_shot)))
+        return out
 
     def evaluate(self, params) -> dict[str, float]:
         """Scores of the encoder with these params."""

@@ -8,6 +8,7 @@ import ml_collections
 from mim_jax.methods import (
     audiomae,
     cae,
+    classifier,
     colormae,
     crossmae,
     mae,
@@ -30,6 +31,9 @@ METHODS: dict[str, Callable[[ml_collections.ConfigDict], object]] = {
     "crossmae": crossmae.from_config,
     "cae": cae.from_config,
     "colormae": colormae.from_config,
+    # Fine-tuning, linear and attentive probing of a pretrained ViT (configs/finetune.py,
+    # linprobe.py, attentive_probe.py).
+    "classifier": classifier.from_config,
 }
 
 
@@ -55,6 +59,12 @@ def check_name(name: str) -> None:
 
 
 def build(config: ml_collections.ConfigDict):
-    """The method object for `config.method`."""
+    """The method object for `config.method`, with an online linear probe when
+    `config.eval.online_probe` (pretraining methods with `features`)."""
     check_name(config.method)
-    return METHODS[config.method](config)
+    method = METHODS[config.method](config)
+    if config.eval.get("online_probe") and hasattr(method, "features"):
+        from mim_jax.methods.online_probe import OnlineProbe
+
+        method = OnlineProbe(method, config.data.num_classes, config.eval.features)
+    return method

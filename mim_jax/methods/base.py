@@ -19,8 +19,8 @@ Params = Any
 
 def build_model(cls: type[nn.Module], config: ml_collections.ConfigDict) -> nn.Module:
     """`cls(...)` with each field taken from `config.model`, else from the input geometry
-    in `config.data` (image size or spectrogram shape, channels, num_frames, mean, std)
-    and `config.dtype`."""
+    in `config.data` (image size or spectrogram shape, channels, num_frames, mean, std,
+    num_classes) and `config.dtype`."""
     d = config.data
     geometry = dict(
         image_size=config_lib.input_shape(d)[-3:-1],  # (H, W), or (frames, mel bins)
@@ -28,6 +28,7 @@ def build_model(cls: type[nn.Module], config: ml_collections.ConfigDict) -> nn.M
         num_frames=d.num_frames,
         mean=tuple(d.mean),
         std=tuple(d.std),
+        num_classes=d.num_classes,
         dtype=config_lib.compute_dtype(config.dtype),
     )
     kwargs = {}

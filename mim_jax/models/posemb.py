@@ -42,3 +42,42 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     )
     table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
     return table.astype(np.float32)
+
+
+def bicubic_matrix(in_size: int, out_size: int, a: float = -0.75) -> np.ndarray:
+    """[out, in] weights of torch's bicubic interpolation along one axis
+    (`F.interpolate(mode="bicubic", align_corners=False)`: cubic convolution with
+    a = -0.75, source index (i + 0.5) * in / out - 0.5, border samples repeated)."""
+
+    def cubic(x):
+        x = np.abs(x)
+        near = ((a + 2) * x - (a + 3)) * x * x + 1
+        far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+        return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+    src = (np.arange(out_size) + 0.5) * in_size / out_size - 0.5
+    base = np.floor(src).astype(int)
+    t = src - base
+    m = np.zeros((out_size, in_size))
+    for offset in (-1, 0, 1, 2):
+        idx = np.clip(base + offset, 0, in_size - 1)
+        np.add.at(m, (np.arange(out_size), idx), cubic(t - offset))
+    return m
+
+
+def resample(
+    table: np.ndarray, old_grid: tuple[int, int], new_grid: tuple[int, int], extra: int = 1
+) -> np.ndarray:
+    """A learned position table [..., extra + h*w, D] resampled to a new grid with
+    torch's bicubic interpolation, the `extra` leading (cls) rows kept: MAE
+    `util/pos_embed.interpolate_pos_embed`, for fine-tuning at another resolution."""
+    table = np.asarray(table)
+    (h, w), (nh, nw) = old_grid, new_grid
+    lead, grid = table[..., :extra, :], table[..., extra:, :]
+    if grid.shape[-2] != h * w:
+        raise ValueError(f"position table has {grid.shape[-2]} grid rows, not {h}x{w}")
+    grid = grid.reshape(*grid.shape[:-2], h, w, grid.shape[-1]).astype(np.float64)
+    rows, cols = bicubic_matrix(h, nh), bicubic_matrix(w, nw)
+    out = np.einsum("ih,jw,...hwd->...ijd", rows, cols, grid)
+    out = out.reshape(*out.shape[:-3], nh * nw, out.shape[-1]).astype(table.dtype)
+    return np.concatenate([lead, out], axis=-2)

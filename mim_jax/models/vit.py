@@ -2,7 +2,7 @@
 with the BEiT-family options SimMIM, MaskFeat and CAE use: layer scale, a relative
 position bias shared by all blocks, and per-method weight initialisation."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -263,63 +263,6 @@ class Encoder(nn.Module):
             hidden.append(x)
         out = layer_norm("norm", self.dtype)(x) if self.final_norm else x
         return (out, hidden) if return_hidden else out
-
-
-class VisionTransformer(nn.Module):
-    """Supervised ViT classifier (timm `VisionTransformer` parameterisation).
-
-    posemb: "learn" (timm, cls slot included) or "sincos2d" (fixed, MAE pretraining);
-    pool: "cls" token after the final norm, or "gap": mean of patch tokens then `fc_norm`
-    with no final norm before it (MAE fine-tuning's `global_pool`).
-    [B, H, W, C] -> [B, num_classes] (or [B, D] features when num_classes == 0).
-    """
-
-    image_size: Sequence[int]
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
-    num_classes: int = 1000
-    mlp_ratio: float = 4.0
-    posemb: str = "learn"
-    pool: str = "cls"
-    drop_path: float = 0.0
-    dtype: jnp.dtype = jnp.float32
-    remat: str = "none"
-
-    @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        grid = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
-        x = PatchEmbed(self.patch_size, self.width, dtype=self.dtype, name="patch_embed")(images)
-        cls = self.param("cls_token", token_init, (1, 1, self.width))
-        x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
-        if self.posemb == "learn":
-            pos = self.param("pos_embed", token_init, (1, x.shape[1], self.width))
-        elif self.posemb == "sincos2d":
-            pos = posemb.sincos_2d(self.width, grid, cls_token=True)[None]
-        else:
-            raise ValueError(f"posemb must be 'learn' or 'sincos2d', got {self.posemb!r}")
-        x = (x + pos).astype(self.dtype)
-        if self.pool not in ("cls", "gap"):
-            raise ValueError(f"pool must be 'cls' or 'gap', got {self.pool!r}")
-        x = Encoder(
-            self.depth,
-            self.num_heads,
-            self.mlp_ratio,
-            self.drop_path,
-            self.dtype,
-            final_norm=self.pool == "cls",
-            remat=self.remat,
-            name="encoder",
-        )(x, train)
-        if self.pool == "cls":
-            feats = x[:, 0]
-        else:
-            feats = layer_norm("fc_norm", self.dtype)(x[:, 1:].mean(axis=1))
-        if not self.num_classes:
-            return feats
-        head = nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype, name="head")
-        return head(feats)
 
 
 class MaskTokenViT(nn.Module):

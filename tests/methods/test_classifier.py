@@ -1,0 +1,176 @@
+"""The classifier method: fine-tuning, linear and attentive probes on a ViT encoder."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import attentive_probe, finetune, linprobe
+from configs import mae as mae_config
+from mim_jax import methods, optim, train
+from mim_jax.methods import classifier
+
+
+def _tiny(config, **model):
+    config.model.update(patch_size=7, width=32, depth=2, num_heads=2, **model)
+    config.batch_size = 8
+    return config
+
+
+def _batch(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "image": jnp.asarray(rng.normal(size=(n, 28, 28, 1)), jnp.float32),
+        "label": jnp.asarray(rng.integers(0, 10, n), jnp.int32),
+    }
+
+
+def _setup(config):
+    method = methods.build(config)
+    example = {"image": jax.ShapeDtypeStruct((8, 28, 28, 1), jnp.float32)}
+    tx, _ = train.make_optimizer(method, config, example, 100, 0, ())
+    state = train.initial_state(method, tx, jax.random.PRNGKey(0), example)
+    return method, tx, state
+
+
+def _rngs(seed=1):
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return dict(zip(("masking", "dropout", "augment"), keys))
+
+
+def test_encoder_params_are_named_as_maes_encoder():
+    mae = methods.build(_tiny(mae_config.get_config(), decoder_width=16, decoder_depth=1))
+    mae_params = mae.init(jax.random.PRNGKey(0), {"image": jnp.zeros((1, 28, 28, 1))})
+    _, _, state = _setup(_tiny(finetune.get_config()))
+    flat = lambda t: {
+        jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(t)
+    }
+    ours, theirs = flat(state["params"]), flat(mae_params)
+    encoder = {k: s for k, s in theirs.items() if not k.startswith(("['decoder", "['mask_token"))}
+    encoder = {k: s for k, s in encoder.items() if "['norm']" not in k}  # gap: no final norm
+    assert encoder and all(ours.get(k) == s for k, s in encoder.items())
+
+
+def test_pos_embed_starts_as_the_sincos_table_mae_checkpoints_hold():
+    _, _, state = _setup(_tiny(finetune.get_config()))
+    from mim_jax.models import posemb
+
+    expected = posemb.sincos_2d(32, (4, 4), cls_token=True)[None]
+    np.testing.assert_array_equal(state["params"]["pos_embed"], expected)
+
+
+def test_linprobe_updates_only_the_head_and_tracks_batchnorm_statistics():
+    config = _tiny(linprobe.get_config())
+    method, tx, state = _setup(config)
+    batch = _batch()
+    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    for key, tree in grads.items():
+        norm = optax.global_norm(tree)
+        assert (norm > 0) if key == "head" else (norm == 0), key
+    updates, _ = tx.update(grads, state["opt_state"], state["params"])
+    assert optax.global_norm({k: v for k, v in updates.items() if k != "head"}) == 0
+    stats = aux["model_state"]["batch_stats"]["head_norm"]
+    before = state["model_state"]["batch_stats"]["head_norm"]
+    assert not np.allclose(stats["mean"], before["mean"])  # momentum 0.9 toward the batch mean
+    assert set(state["model_state"]["batch_stats"]) == {"head_norm"}
+
+
+def test_linprobe_eval_uses_running_statistics():
+    config = _tiny(linprobe.get_config())
+    method, _, state = _setup(config)
+    images = _batch()["image"]
+    one = method.predict(state["params"], state["model_state"], images[:1])
+    many = method.predict(state["params"], state["model_state"], images)
+    np.testing.assert_allclose(one[0], many[0], rtol=1e-5, atol=1e-6)  # no batch coupling
+
+
+def test_attentive_probe_trains_its_query_and_head_only():
+    config = _tiny(attentive_probe.get_config())
+    method, _, state = _setup(config)
+    batch = _batch()
+    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
+    grads = jax.grad(lambda p: loss_fn(p)[0])(state["params"])
+    trained = {k for k, v in grads.items() if optax.global_norm(v) > 0}
+    # (the zero query attends uniformly at init, so the key norm gets no gradient yet)
+    assert {"head", "attentive_pool", "query_token"} <= trained <= set(classifier.HEAD_KEYS)
+    flags = method.trainable(state["params"])
+    assert all(
+        jax.tree.leaves(flags[k]) == [k in classifier.HEAD_KEYS] * len(jax.tree.leaves(flags[k]))
+        for k in flags
+    )
+    assert not all(jax.tree.leaves(flags["encoder"]))
+
+
+def test_finetune_trains_everything_with_layer_decay_from_the_config():
+    config = _tiny(finetune.get_config())
+    method, _, state = _setup(config)
+    batch = _batch()
+    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
+    grads = jax.grad(lambda p: loss_fn(p)[0])(state["params"])
+    assert all(optax.global_norm(v) > 0 for v in grads.values())
+    scales = method.layer_scales(state["params"], config.optim.layer_decay)
+    assert scales["patch_embed"]["proj"]["kernel"] == pytest.approx(0.75**3)
+    assert scales["encoder"]["blocks_1"]["mlp"]["fc1"]["kernel"] == pytest.approx(0.75)
+
+
+def test_finetune_loss_is_cross_entropy_on_smoothed_mixed_targets():
+    config = _tiny(finetune.get_config())
+    config.model.update(mixup=0.0, cutmix=0.0, erase_prob=0.0, label_smoothing=0.1)
+    method, _, state = _setup(config)
+    batch = _batch()
+    loss, _ = method.loss(state["params"], batch, _rngs(), train=False, model_state={})
+    logits = method.predict(state["params"], {}, batch["image"])
+    targets = np.full((8, 10), 0.01)
+    targets[np.arange(8), np.asarray(batch["label"])] = 0.91
+    expected = -(targets * jax.nn.log_softmax(logits)).sum(-1).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_layer_decay_on_a_method_without_layers_fails_before_compiling():
+    config = _tiny(mae_config.get_config(), decoder_width=16, decoder_depth=1)
+    config.optim.layer_decay = 0.75
+    method = methods.build(config)
+    example = {"image": jax.ShapeDtypeStruct((8, 28, 28, 1), jnp.float32)}
+    with pytest.raises(ValueError, match="layer_decay"):
+        train.make_optimizer(method, config, example, 10, 0, ())
+
+
+def test_recipes_follow_the_official_scripts():
+    b = finetune.get_config("variant=B/16")
+    assert (b.optim.base_lr, b.optim.layer_decay, b.model.drop_path) == (5e-4, 0.65, 0.1)
+    assert (b.optim.b2, b.optim.weight_decay, b.batch_size, b.total_epochs) == (
+        0.999,
+        0.05,
+        1024,
+        100,
+    )
+    assert (b.model.mixup, b.model.cutmix, b.model.erase_prob, b.model.label_smoothing) == (
+        0.8,
+        1.0,
+        0.25,
+        0.1,
+    )
+    assert b.data.randaugment == "rand-m9-mstd0.5-inc1" and b.data.eval_crop_pct == 224 / 256
+    h = finetune.get_config("variant=H/14")
+    assert (h.optim.base_lr, h.optim.layer_decay, h.model.drop_path, h.total_epochs) == (
+        1e-3,
+        0.75,
+        0.3,
+        50,
+    )
+    lp = linprobe.get_config("variant=B/16")
+    assert (lp.optim.name, lp.optim.base_lr, lp.optim.weight_decay) == ("lars", 0.1, 0.0)
+    assert (lp.batch_size, lp.total_epochs, lp.optim.warmup_epochs) == (16384, 90, 10)
+    assert lp.model.head == "bn_linear" and lp.model.freeze_encoder and lp.model.pool == "cls"
+    assert linprobe.get_config("variant=L/16").total_epochs == 50
+    assert optim.peak_lr(lp) == pytest.approx(0.1 * 16384 / 256)
+
+
+def test_vit_b16_classifier_has_timms_parameter_count():
+    """timm vit_base_patch16_224 (learned pos-embed, 1000-way head): 86,567,656."""
+    method = methods.build(finetune.get_config("variant=B/16"))
+    example = {"image": jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)}
+    shapes = jax.eval_shape(method.init_variables, jax.random.PRNGKey(0), example)["params"]
+    assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 86_567_656
