@@ -30,7 +30,7 @@ def _setup(config):
     method = methods.build(config)
     example = {"image": jax.ShapeDtypeStruct((8, 28, 28, 1), jnp.float32)}
     tx, _ = train.make_optimizer(method, config, example, 100, 0, ())
-    state = train.initial_state(method, tx, jax.random.PRNGKey(0), example)
+    state = jax.jit(lambda k: train.initial_state(method, tx, k, example))(jax.random.PRNGKey(0))
     return method, tx, state
 
 
@@ -41,8 +41,10 @@ def _rngs(seed=1):
 
 def test_encoder_params_are_named_as_maes_encoder():
     mae = methods.build(_tiny(mae_config.get_config(), decoder_width=16, decoder_depth=1))
-    mae_params = mae.init(jax.random.PRNGKey(0), {"image": jnp.zeros((1, 28, 28, 1))})
-    _, _, state = _setup(_tiny(finetune.get_config()))
+    example = {"image": jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)}
+    mae_params = jax.eval_shape(mae.init, jax.random.PRNGKey(0), example)
+    classifier_method = methods.build(_tiny(finetune.get_config()))
+    state = jax.eval_shape(classifier_method.init_variables, jax.random.PRNGKey(0), example)
     flat = lambda t: {
         jax.tree_util.keystr(p): v.shape for p, v in jax.tree_util.tree_leaves_with_path(t)
     }
@@ -65,7 +67,7 @@ def test_linprobe_updates_only_the_head_and_tracks_batchnorm_statistics():
     method, tx, state = _setup(config)
     batch = _batch()
     loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
-    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    (_, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state["params"])
     for key, tree in grads.items():
         norm = optax.global_norm(tree)
         assert (norm > 0) if key == "head" else (norm == 0), key
@@ -91,7 +93,7 @@ def test_attentive_probe_trains_its_query_and_head_only():
     method, _, state = _setup(config)
     batch = _batch()
     loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
-    grads = jax.grad(lambda p: loss_fn(p)[0])(state["params"])
+    grads = jax.jit(jax.grad(lambda p: loss_fn(p)[0]))(state["params"])
     trained = {k for k, v in grads.items() if optax.global_norm(v) > 0}
     # (the zero query attends uniformly at init, so the key norm gets no gradient yet)
     assert {"head", "attentive_pool", "query_token"} <= trained <= set(classifier.HEAD_KEYS)
@@ -108,7 +110,7 @@ def test_finetune_trains_everything_with_layer_decay_from_the_config():
     method, _, state = _setup(config)
     batch = _batch()
     loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
-    grads = jax.grad(lambda p: loss_fn(p)[0])(state["params"])
+    grads = jax.jit(jax.grad(lambda p: loss_fn(p)[0]))(state["params"])
     assert all(optax.global_norm(v) > 0 for v in grads.values())
     scales = method.layer_scales(state["params"], config.optim.layer_decay)
     assert scales["patch_embed"]["proj"]["kernel"] == pytest.approx(0.75**3)
