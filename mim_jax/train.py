@@ -24,6 +24,7 @@ from mim_jax.evaluators import predictions, reconstruction, representation
 from mim_jax.metrics import MetricWriter, Progress
 
 # {"step": int32 [], "params": tree, "opt_state": tree, "rng": uint32 [2], "guard": guard.Guard}
+# plus "model_state" (stateful methods: BatchNorm statistics) and "ema_params" (ema_decay > 0)
 State = dict
 
 
