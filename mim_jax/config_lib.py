@@ -111,6 +111,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
     remat = config.model.get("remat", "none")
     _check(remat in REMAT_POLICIES, f"config.model.remat={remat!r}; valid: {list(REMAT_POLICIES)}")
+    if config.method == "classifier":
+        from mim_jax.methods import classifier
+
+        m = config.model
+        _check(
+            m.pool in classifier.POOLS, f"config.model.pool={m.pool!r}; valid: {classifier.POOLS}"
+        )
+        _check(
+            m.head in classifier.HEADS, f"config.model.head={m.head!r}; valid: {classifier.HEADS}"
+        )
     d = config.data
     _check(d.name in DATA_SOURCES, f"config.data.name={d.name!r}; valid: {DATA_SOURCES}")
     _check(

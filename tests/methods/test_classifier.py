@@ -176,3 +176,13 @@ def test_vit_b16_classifier_has_timms_parameter_count():
     example = {"image": jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)}
     shapes = jax.eval_shape(method.init_variables, jax.random.PRNGKey(0), example)["params"]
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 86_567_656
+
+
+def test_a_bad_head_or_pool_fails_in_validation_before_compiling():
+    from mim_jax import config_lib
+
+    for key, value in (("head", "mlp"), ("pool", "max")):
+        config = finetune.get_config()
+        config.model[key] = value
+        with pytest.raises(ValueError, match=f"config.model.{key}='{value}'; valid"):
+            config_lib.validate(config, num_devices=8)
