@@ -3,6 +3,7 @@ loaded back with the same features."""
 
 import json
 import socket
+from http import HTTPStatus
 
 import jax
 import numpy as np
@@ -79,6 +80,30 @@ def test_export_refuses_to_overwrite_and_names_missing_runs(trained, tmp_path):
     assert missing.returncode != 0 and "no config.json" in missing.stderr
 
 
+def _send_generation_on_downloads(monkeypatch) -> None:
+    """Real GCS sends `x-goog-generation` with every object download; the emulator does not.
+    tensorstore reads it whenever it re-reads an object (an OCDBT manifest after a retried
+    conditional write) and fails with "Malformed StorageGeneration" without it, which made
+    the GCS export test fail now and then."""
+    from gcp_storage_emulator import server as emulator
+    from gcp_storage_emulator.handlers import objects
+
+    original = objects.download
+
+    def download(request, response, storage, *args, **kwargs):
+        original(request, response, storage, *args, **kwargs)
+        if response.status in (HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT):
+            params = request.params
+            obj = storage.get_file_obj(params["bucket_name"], params["object_id"])
+            response["x-goog-generation"] = obj["generation"]
+            response["x-goog-metageneration"] = obj["metageneration"]
+
+    for _, handlers in emulator.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is original:
+                monkeypatch.setitem(handlers, method, download)
+
+
 @pytest.fixture
 def gcs(monkeypatch):
     """A GCS-protocol server (gcp-storage-emulator) on 127.0.0.1 with bucket `mimjax`; the
@@ -88,6 +113,7 @@ def gcs(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    _send_generation_on_downloads(monkeypatch)
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket="mimjax")
     server.start()
     url = f"http://127.0.0.1:{port}"
