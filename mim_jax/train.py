@@ -236,17 +236,14 @@ def build_step(
 
 
 # ------------------------------------------------------------------------------- helpers
-def protocol(config: ml_collections.ConfigDict) -> str:
-    """What a run evaluates, for eval_summary.json: the classifier protocols by their head,
-    else pretraining with its kNN / linear-probe monitor."""
-    if config.method != "classifier":
-        if config.total_steps == 0:
-            return "frozen_eval (kNN, linear probe, few-shot)"
-        return f"{config.method} pretraining (kNN + linear-probe monitor)"
-    m = config.model
-    if not m.freeze_encoder:
-        return "finetune"
-    return {"attentive": "attentive_probe"}.get(m.head, "linprobe")
+def protocol(method, config: ml_collections.ConfigDict) -> str:
+    """What a run evaluates, for eval_summary.json: the method's own protocol (classifiers),
+    else evaluation only (no steps) or pretraining with its kNN / linear-probe monitor."""
+    if hasattr(method, "protocol"):
+        return method.protocol
+    if config.total_steps == 0:
+        return "frozen_eval (kNN, linear probe, few-shot)"
+    return f"{config.method} pretraining (kNN + linear-probe monitor)"
 
 
 def _every(step: int, interval: int | None) -> bool:
@@ -438,7 +435,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     if hasattr(method, "predict") and (eval_every or config.eval.at_end):
         predictor = predictions.PredictionEvaluator(config, method.predict, mesh, eval_source)
     summary.update(
-        protocol=protocol(config),
+        protocol=protocol(method, config),
         dataset=d.tfds_name or d.name,
         checkpoint=config.init_from or config.resume or "none (random init)",
     )

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from mim_jax import augment
+from mim_jax import augment, optim
 from mim_jax.methods import base
 from mim_jax.models import posemb
 from mim_jax.models.cross import CrossAttention
@@ -144,9 +144,14 @@ class Classifier:
         return {k: flag(v, not frozen or k in HEAD_KEYS) for k, v in params.items()}
 
     def layer_scales(self, params: Params, decay: float):
-        from mim_jax import optim
-
         return optim.layer_decay_scales(params, self.model.depth, decay)
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol this head and freezing make, for eval_summary.json."""
+        if not self.model.freeze_encoder:
+            return "finetune"
+        return "attentive_probe" if self.model.head == "attentive" else "linprobe"
 
     def loss(
         self,

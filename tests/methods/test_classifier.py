@@ -34,6 +34,12 @@ def _setup(config):
     return method, tx, state
 
 
+def _loss_and_grads(method, state, batch):
+    """((loss, aux), grads) of one training loss on `batch`, jitted."""
+    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
+    return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state["params"])
+
+
 def _rngs(seed=1):
     keys = jax.random.split(jax.random.PRNGKey(seed), 3)
     return dict(zip(("masking", "dropout", "augment"), keys))
@@ -65,9 +71,7 @@ def test_pos_embed_starts_as_the_sincos_table_mae_checkpoints_hold():
 def test_linprobe_updates_only_the_head_and_tracks_batchnorm_statistics():
     config = _tiny(linprobe.get_config())
     method, tx, state = _setup(config)
-    batch = _batch()
-    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
-    (_, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state["params"])
+    (_, aux), grads = _loss_and_grads(method, state, _batch())
     for key, tree in grads.items():
         norm = optax.global_norm(tree)
         assert (norm > 0) if key == "head" else (norm == 0), key
@@ -91,9 +95,7 @@ def test_linprobe_eval_uses_running_statistics():
 def test_attentive_probe_trains_its_query_and_head_only():
     config = _tiny(attentive_probe.get_config())
     method, _, state = _setup(config)
-    batch = _batch()
-    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
-    grads = jax.jit(jax.grad(lambda p: loss_fn(p)[0]))(state["params"])
+    _, grads = _loss_and_grads(method, state, _batch())
     trained = {k for k, v in grads.items() if optax.global_norm(v) > 0}
     # (the zero query attends uniformly at init, so the key norm gets no gradient yet)
     assert {"head", "attentive_pool", "query_token"} <= trained <= set(classifier.HEAD_KEYS)
@@ -108,9 +110,7 @@ def test_attentive_probe_trains_its_query_and_head_only():
 def test_finetune_trains_everything_with_layer_decay_from_the_config():
     config = _tiny(finetune.get_config())
     method, _, state = _setup(config)
-    batch = _batch()
-    loss_fn = lambda p: method.loss(p, batch, _rngs(), model_state=state["model_state"])
-    grads = jax.jit(jax.grad(lambda p: loss_fn(p)[0]))(state["params"])
+    _, grads = _loss_and_grads(method, state, _batch())
     assert all(optax.global_norm(v) > 0 for v in grads.values())
     scales = method.layer_scales(state["params"], config.optim.layer_decay)
     assert scales["patch_embed"]["proj"]["kernel"] == pytest.approx(0.75**3)
