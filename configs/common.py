@@ -100,6 +100,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     # > 0: a clip spans sampling_rate * num_frames frames *at this fps* (MAE-ST: 30), so
     # 25 fps videos get a fractional stride; 0: an integer stride in frames (VideoMAE).
     c.data.target_fps = 0.0
+    # Training clips' frame indices: "stride" (a random start, every sampling_rate-th frame:
+    # VideoMAE pretraining), "span" (16 evenly spaced frames of a random span of
+    # sampling_rate * num_frames: VideoMAE Kinetics fine-tuning) or "segments" (one random
+    # frame per equal segment of the whole video: VideoMAE SSv2 fine-tuning, TSN).
+    c.data.clip_sampling = "stride"
+    # Final evaluation of a video classifier on test_clips x test_crops views per video
+    # (softmax per view, averaged: VideoMAE K400 5 x 3, SSv2 2 x 3); periodic evals during
+    # training use the centre view. 1 x 1 = the centre clip and crop only.
+    c.data.test_clips = 1
+    c.data.test_crops = 1
     c.data.train_list = config_dict.placeholder(str)  # video_list annotation files
     c.data.eval_list = config_dict.placeholder(str)
     c.data.video_frames = 32  # moving_fashion_mnist: frames per generated video
@@ -114,6 +124,18 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.gain_aug = False  # waveform x Beta(10, 10) + 0.5 (Audio-MAE --roll_mag_aug)
     c.data.time_roll = False  # waveform rolled by a uniform offset (what roll_mag_aug meant)
     c.data.class_csv = ""  # audio_list: index,mid,display_name csv; "": classes of train_list
+    # Audio fine-tuning (Audio-MAE dataset.py): with this probability a training clip's
+    # waveform is mixed with a random other clip's (lambda ~ Beta(10, 10), labels mixed
+    # alike); then one SpecAugment frequency mask of up to `freqm` bins and one time mask
+    # of up to `timem` frames (0 = off), set to 0 before normalisation.
+    c.data.mixup = 0.0
+    c.data.freqm = 0
+    c.data.timem = 0
+    # Class-balanced sampling (Audio-MAE --weight_sampler): examples drawn with replacement,
+    # weight = sum over the example's labels of 1000 / (label count + 0.01), `epoch_len`
+    # draws per epoch (0 = the dataset size).
+    c.data.balanced_sampling = False
+    c.data.epoch_len = 0
 
     c.batch_size = 256  # global batch per optimizer update (all devices, all micro-batches)
     c.grad_accum_steps = 1  # micro-batches per update (batch_size must divide evenly)
@@ -326,6 +348,32 @@ def set_image_data(config: ml_collections.ConfigDict, data: str, variant: str) -
         config.eval.baselines = False
 
 
+def set_classifier_model(c: ml_collections.ConfigDict) -> None:
+    """`config.method="classifier"` with every config.model key it reads at neutral values
+    (no augmentation, no weight decay, no warmup; the protocol configs set the recipe)."""
+    c.method = "classifier"
+    m = c.model
+    m.mlp_ratio = 4.0
+    m.drop_path = 0.0
+    m.pool = "gap"  # gap | cls
+    m.head = "linear"  # linear | bn_linear (linear probe) | attentive
+    m.freeze_encoder = False
+    m.head_init_std = 2e-5
+    m.backbone = "vit"  # vit | videomae | audiomae: the pretraining layout init_from loads
+    m.loss = "softmax"  # softmax | bce (multi-label)
+    m.mask_t_prob = 0.0  # audiomae: time rows / frequency columns of patches dropped in
+    m.mask_f_prob = 0.0  # training (Audio-MAE fine-tuning: 0.2 / 0.2)
+    # Augmentations on the device (config.model: they run inside the jitted step).
+    m.label_smoothing = 0.0
+    m.mixup = 0.0  # Beta(alpha, alpha) for mixup; 0 = off
+    m.cutmix = 0.0
+    m.mix_prob = 1.0  # probability of mixing a batch at all
+    m.mix_switch_prob = 0.5  # cutmix instead of mixup when both are on
+    m.erase_prob = 0.0  # random erasing, per image
+    m.head_dropout = 0.0  # dropout before the head (VideoMAE --fc_drop_rate)
+    c.optim.update(min_lr=0.0, weight_decay=0.0, warmup_epochs=0.0)
+
+
 def get_classifier_config(variant: str, data: str) -> ml_collections.ConfigDict:
     """The shared part of the fine-tuning and probing configs: `config.method="classifier"`
     on the encoder of configs/mae.py's `variant` ("" = its small Fashion-MNIST model),
@@ -335,22 +383,8 @@ def get_classifier_config(variant: str, data: str) -> ml_collections.ConfigDict:
     from configs import mae  # configs import common
 
     c = get_base_config()
-    c.method = "classifier"
+    set_classifier_model(c)
     m = c.model
-    m.mlp_ratio = 4.0
-    m.drop_path = 0.0
-    m.pool = "gap"  # gap | cls
-    m.head = "linear"  # linear | bn_linear (linear probe) | attentive
-    m.freeze_encoder = False
-    m.head_init_std = 2e-5
-    # Augmentations on the device (config.model: they run inside the jitted step).
-    m.label_smoothing = 0.0
-    m.mixup = 0.0  # Beta(alpha, alpha) for mixup; 0 = off
-    m.cutmix = 0.0
-    m.mix_prob = 1.0  # probability of mixing a batch at all
-    m.mix_switch_prob = 0.5  # cutmix instead of mixup when both are on
-    m.erase_prob = 0.0  # random erasing, per image
-    c.optim.update(min_lr=0.0, weight_decay=0.0, warmup_epochs=0.0)
     c.eval.features = "cls"
     if variant:
         if variant not in mae.VARIANTS:

@@ -120,8 +120,9 @@ def random_erasing(
 ) -> jax.Array:
     """timm `RandomErasing(probability=prob, mode=mode, max_count=1)` on normalised images.
 
-    images: [B, H, W, C], or any [..., H, W, C] with each leading index erased independently
-    (VideoMAE erases the T frames of a clip independently). With probability `prob` per image,
+    images: [B, H, W, C], or clips [B, T, H, W, C] with one draw and one box per clip shared
+    by its frames (VideoMAE: timm's `cube=True` on the [T, C, H, W] clip), the fill drawn per
+    frame. With probability `prob` per image (clip),
     10 tries of area ~ U[min_area, max_area] * H*W and aspect h/w = exp(U[log_ratio]),
     h = round(sqrt(area * aspect)), w = round(sqrt(area / aspect)); the first with h < H and
     w < W is placed at a uniform top-left and filled ("pixel": N(0, 1) per pixel and channel,
@@ -129,9 +130,7 @@ def random_erasing(
     """
     if mode not in ("pixel", "rand", "const"):
         raise ValueError(f"mode must be 'pixel', 'rand' or 'const', got {mode!r}")
-    *lead, height, width, chans = images.shape
-    flat = images.reshape(-1, height, width, chans)
-    n = flat.shape[0]
+    n, *frames, height, width, chans = images.shape
     k_uniform, k_fill = jax.random.split(key)
     u = jax.random.uniform(k_uniform, (n, 2 * ERASE_ATTEMPTS + 3))  # apply, tries, top, left
     tries = u[:, 1 : 1 + 2 * ERASE_ATTEMPTS].reshape(n, 2, ERASE_ATTEMPTS)
@@ -151,11 +150,11 @@ def random_erasing(
 
     bounds = (top, top + h, left, left + w)
     in_box = _box_mask(height, width, *(b[:, None, None] for b in bounds))  # [N, H, W]
+    in_box = in_box.reshape(n, *(1 for _ in frames), height, width, 1)
     if mode == "pixel":
-        fill = jax.random.normal(k_fill, flat.shape, flat.dtype)
+        fill = jax.random.normal(k_fill, images.shape, images.dtype)
     elif mode == "rand":
-        fill = jax.random.normal(k_fill, (n, 1, 1, chans), flat.dtype)
+        fill = jax.random.normal(k_fill, (n, *frames, 1, 1, chans), images.dtype)
     else:
-        fill = jnp.zeros((), flat.dtype)
-    out = jnp.where(in_box[..., None], fill, flat)
-    return out.reshape(*lead, height, width, chans)
+        fill = jnp.zeros((), images.dtype)
+    return jnp.where(in_box, fill, images)

@@ -14,6 +14,7 @@ IMAGE_SOURCES = ("fashion_mnist", "tfds", "folder", "array_record")
 AUDIO_SOURCES = ("spoken_keywords", "audio_folder", "audio_list", "tfds_audio")
 DATA_SOURCES = (*IMAGE_SOURCES, "synthetic", *VIDEO_SOURCES, *AUDIO_SOURCES)
 VIDEO_CROPS = ("multiscale", "rrc")
+CLIP_SAMPLING = ("stride", "span", "segments")
 POOLS = ("cls", "mean")
 ON_MAX_SKIPS = ("stop", "rollback")
 # Keys a resumed run may change without changing what it computes.
@@ -44,6 +45,19 @@ ADDED_KEYS = {
     "optim.layer_decay": 1.0,
     "optim.ema_decay": 0.0,
     "data.randaugment": "",
+    "model.backbone": "vit",
+    "model.loss": "softmax",
+    "model.mask_t_prob": 0.0,
+    "model.mask_f_prob": 0.0,
+    "model.head_dropout": 0.0,
+    "data.clip_sampling": "stride",
+    "data.test_clips": 1,
+    "data.test_crops": 1,
+    "data.mixup": 0.0,
+    "data.freqm": 0,
+    "data.timem": 0,
+    "data.balanced_sampling": False,
+    "data.epoch_len": 0,
 }
 
 
@@ -115,11 +129,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         from mim_jax.methods import classifier
 
         m = config.model
+        classifier.check_model(m.pool, m.head, m.get("backbone", "vit"))
         _check(
-            m.pool in classifier.POOLS, f"config.model.pool={m.pool!r}; valid: {classifier.POOLS}"
-        )
-        _check(
-            m.head in classifier.HEADS, f"config.model.head={m.head!r}; valid: {classifier.HEADS}"
+            m.get("loss", "softmax") in classifier.LOSSES,
+            f"config.model.loss={m.get('loss')!r}; valid: {classifier.LOSSES}",
         )
     d = config.data
     _check(d.name in DATA_SOURCES, f"config.data.name={d.name!r}; valid: {DATA_SOURCES}")
@@ -130,8 +143,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f"config.data.name={d.name!r} needs config.data.root (the dataset directory)",
     )
     _check(d.num_frames >= 0, f"config.data.num_frames must be >= 0, got {d.num_frames}")
+    _check(
+        d.clip_sampling in CLIP_SAMPLING,
+        f"config.data.clip_sampling={d.clip_sampling!r}; valid: {CLIP_SAMPLING}",
+    )
+    _check(
+        d.test_clips >= 1 and d.test_crops >= 1,
+        f"config.data.test_clips and test_crops must be >= 1, got {d.test_clips}, {d.test_crops}",
+    )
+    _check(0.0 <= d.mixup <= 1.0, f"config.data.mixup must be in [0, 1], got {d.mixup}")
     _check(d.num_mel_bins >= 0, f"config.data.num_mel_bins must be >= 0, got {d.num_mel_bins}")
-    takes = methods.modality(config.method)
+    takes = methods.modality(config)
     has = "audio" if d.num_mel_bins > 0 else "video" if d.num_frames > 0 else "image"
     how = {
         "image": "images: config.data.num_frames and num_mel_bins must be 0",
@@ -243,8 +265,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def config_changes(old: dict, new: ml_collections.ConfigDict) -> list[str]:
     """Keys whose values differ between a saved config.json (`old`) and `new`, except those
     a resumed run may change (RESUMABLE_CHANGES); as "key: old -> new" lines."""
-    a = {**ADDED_KEYS, **_flatten(old)}
     b = _flatten(json.loads(new.to_json_best_effort()))  # tuples -> lists, as in the file
+    a = {**{k: v for k, v in ADDED_KEYS.items() if k in b}, **_flatten(old)}
     changed = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key) and not any(

@@ -318,9 +318,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     # -- Data
     d = config.data
     train_source = sources.build(d, d.train_split, config.seed)
-    # An epoch is one pass over the examples; a video gives num_samples clips (rows).
+    # An epoch is one pass over the examples (or data.epoch_len class-balanced draws); a
+    # video gives num_samples clips (rows).
     per_example = d.num_samples if d.num_frames else 1
-    steps_per_epoch = len(train_source) * per_example // config.batch_size
+    steps_per_epoch = (
+        pipeline.examples_per_epoch(train_source, d) * per_example // config.batch_size
+    )
     if steps_per_epoch == 0:
         raise ValueError(
             f"config.batch_size={config.batch_size} exceeds the {len(train_source)} examples "
@@ -440,21 +443,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         checkpoint=config.init_from or config.resume or "none (random init)",
     )
 
-    def evaluate(params, model_state) -> dict:
+    def evaluate(params, model_state, final: bool) -> dict:
         if predictor is not None:
-            return predictor.evaluate(params, model_state)
+            return predictor.evaluate(params, model_state, final)
         summary["features"] = config.eval.features
         return evaluator.evaluate(params)
 
     def run_eval(step: int, state: State) -> None:
         model_state = state.get("model_state", {})
-        scores = evaluate(state["params"], model_state)
+        final = step == total_steps  # multi-view testing, where configured
+        scores = evaluate(state["params"], model_state, final)
         if "ema_params" in state:
-            ema_scores = evaluate(state["ema_params"], model_state)
-            scores.update({f"ema_{k}": v for k, v in ema_scores.items() if k != "num_examples"})
+            ema_scores = evaluate(state["ema_params"], model_state, final)
+            skip = ("num_examples", "views")
+            scores.update({f"ema_{k}": v for k, v in ema_scores.items() if k not in skip})
         summary.update(step=step, **scores)
         summary["history"].append({"step": step, **scores})
-        writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
+        numbers = {k: v for k, v in scores.items() if not isinstance(v, str)}
+        writer.write(step, {f"eval/{k}": v for k, v in numbers.items()})
         _write_json(summary_path, summary)
 
     viz_fn = None
@@ -543,6 +549,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             summary["protocol"],
             summary["top1"],
             summary["top5"],
+            summary["num_examples"],
+        )
+    if "mAP" in summary:
+        logging.info(
+            "Final (step %s, %s): mAP %.4f on %d examples",
+            summary["step"],
+            summary["protocol"],
+            summary["mAP"],
             summary["num_examples"],
         )
     for metric in ("top1", "mAP"):

@@ -225,12 +225,16 @@ def test_random_erasing_without_a_valid_try_leaves_the_image():
     np.testing.assert_array_equal(erase(jax.random.key(0), x), x)
 
 
-def test_random_erasing_on_clips_erases_each_frame_independently():
-    x = np.full((2, 4, H, W, C), 5.0)
+def test_random_erasing_on_clips_shares_the_box_but_not_the_noise_across_frames():
+    # VideoMAE: timm RandomErasing(cube=True) on a [T, C, H, W] clip, one box per clip
+    x = np.full((6, 4, H, W, C), 5.0)
     out = np.asarray(_erase(prob=1.0)(jax.random.key(0), x))
     assert out.shape == x.shape
-    boxes = {_rect((frame != 5.0).any(-1)) for clip in out for frame in clip}
-    assert len(boxes) > 1
+    boxes = [{_rect((frame != 5.0).any(-1)) for frame in clip} for clip in out]
+    assert all(len(b) == 1 for b in boxes)  # every frame of a clip: the same box
+    assert len({next(iter(b)) for b in boxes}) > 1  # clips: their own boxes
+    erased = out[0][:, (out[0, 0] != 5.0).any(-1)]  # [T, pixels, C]
+    assert not np.allclose(erased[0], erased[1])  # noise drawn per frame
 
 
 def test_random_erasing_rejects_unknown_mode():

@@ -193,6 +193,57 @@ def test_video_recipes_follow_the_official_scripts():
     assert optim.peak_lr(st) == pytest.approx(1.6e-3 * 128 / 256)  # repeats not counted
 
 
+def test_video_fine_tuning_recipes_follow_the_official_scripts():
+    from configs import videomae_finetune as vft
+    from mim_jax import optim
+
+    k400 = vft.get_config("variant=B/16,data=k400")
+    m, d, o = k400.model, k400.data, k400.optim
+    assert (m.backbone, m.pool, m.head_init_std, m.drop_path) == ("videomae", "gap", 2e-5, 0.1)
+    assert (m.mixup, m.cutmix, m.label_smoothing, m.erase_prob) == (0.8, 1.0, 0.1, 0.25)
+    assert (k400.batch_size, k400.total_epochs, o.layer_decay) == (768, 75, 0.75)  # 384 x 2
+    assert optim.peak_lr(k400) == pytest.approx(7.5e-4)  # 5e-4 x 384 videos / 256
+    assert o.min_lr == pytest.approx(1.5e-6) and (o.b1, o.b2, o.weight_decay) == (0.9, 0.999, 0.05)
+    assert (d.num_samples, d.samples_share_frames, d.clip_sampling, d.flip) == (
+        2,
+        True,
+        "span",
+        True,
+    )
+    assert (d.test_clips, d.test_crops, d.randaugment) == (5, 3, "rand-m7-n4-mstd0.5-inc1")
+    assert (d.video_crop, d.crop_scale) == ("rrc", (0.08, 1.0))
+    ssv2 = vft.get_config("variant=B/16,data=ssv2")
+    assert (ssv2.data.clip_sampling, ssv2.data.flip, ssv2.total_epochs) == ("segments", False, 30)
+    assert (ssv2.data.test_clips, ssv2.data.test_crops) == (2, 3)
+    assert optim.peak_lr(vft.get_config("variant=L/16,data=k400")) == pytest.approx(1e-3)
+    huge = vft.get_config("variant=H/16,data=k400")
+    assert (huge.model.head_dropout, huge.model.drop_path) == (0.5, 0.2)
+    assert huge.optim.min_lr == pytest.approx(2e-5)  # 1e-5 x 512 / 256
+    for config in (k400, ssv2, huge, vft.get_config()):
+        config_lib.validate(config, 8)
+
+
+def test_audio_fine_tuning_recipes_follow_the_official_scripts():
+    from configs import audiomae_finetune as aft
+    from mim_jax import optim
+
+    as2m = aft.get_config("variant=B,data=audioset")
+    m, d, o = as2m.model, as2m.data, as2m.optim
+    assert (m.backbone, m.loss, m.mask_t_prob, m.mask_f_prob) == ("audiomae", "bce", 0.2, 0.2)
+    assert (m.width, m.depth, m.drop_path, m.head_init_std) == (768, 12, 0.1, 2e-5)
+    assert (as2m.batch_size, as2m.total_epochs, o.warmup_epochs) == (256, 100, 10)
+    assert optim.peak_lr(as2m) == pytest.approx(2e-4)
+    assert (o.b1, o.b2, o.weight_decay, o.layer_decay, o.min_lr) == (0.9, 0.999, 5e-4, 0.75, 1e-6)
+    assert (d.mixup, d.freqm, d.timem, d.gain_aug) == (0.5, 48, 192, True)
+    assert (d.balanced_sampling, d.epoch_len, d.train_list) == (True, 200_000, "train_all.json")
+    assert (d.target_length, d.mean, d.std) == (1024, (-4.2677393,), (2 * 4.5689974,))
+    as20k = aft.get_config("variant=B,data=audioset20k")
+    assert optim.peak_lr(as20k) == pytest.approx(1.25e-4)  # 1e-3 x 32 / 256
+    assert not as20k.data.balanced_sampling and as20k.total_epochs == 60
+    for config in (as2m, as20k, aft.get_config()):
+        config_lib.validate(config, 8)
+
+
 def test_official_audioset_recipe_values():
     from configs import audiomae
 
@@ -257,6 +308,12 @@ def test_audio_method_and_audio_data_go_together():
         # multistep milestones without the multistep schedule; an unknown schedule
         ("mae", "optim.milestone_epochs", (5.0,), "schedule='multistep'"),
         ("mae", "optim.schedule", "step", "config.optim.schedule='step'"),
+        # classifier backbones, loss; video view and sampling settings
+        ("finetune", "model.backbone", "resnet", "config.model.backbone='resnet'"),
+        ("audiomae_finetune", "model.loss", "focal", "config.model.loss='focal'"),
+        ("videomae_finetune", "data.clip_sampling", "dense", "clip_sampling='dense'"),
+        ("videomae_finetune", "data.test_clips", 0, "test_clips and test_crops must be >= 1"),
+        ("finetune", "model.backbone", "videomae", "takes clips"),
     ],
 )
 def test_bad_values_fail_before_anything_runs(config_file, key, value, message):

@@ -20,7 +20,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from mim_jax import sharding
-from mim_jax.data import audio_transforms, randaugment, transforms, video_transforms
+from mim_jax.data import audio_transforms, randaugment, sampling, transforms, video_transforms
 
 BAD_KEY = "num_bad"  # per element: unreadable examples dropped just before it
 
@@ -88,11 +88,37 @@ class ProcessRows(grain.MapDataset):
         return f"ProcessRows(rows={self._rows}, index={self._index}, count={self._count})"
 
 
+def audio_augment_options(data: ml_collections.ConfigDict) -> tuple[float, int, int]:
+    """(mixup, freqm, timem) of config.data, checked; missing keys (older configs) are off."""
+    mixup = float(data.get("mixup", 0.0))
+    freqm, timem = int(data.get("freqm", 0)), int(data.get("timem", 0))
+    if not 0.0 <= mixup <= 1.0:
+        raise ValueError(f"config.data.mixup must be in [0, 1], got {mixup}")
+    for key, value in (("freqm", freqm), ("timem", timem)):
+        if value < 0:
+            raise ValueError(f"config.data.{key} must be >= 0 (0 = off), got {value}")
+    if (mixup or freqm or timem) and not data.num_mel_bins:
+        raise ValueError(
+            "config.data.mixup / freqm / timem are audio augmentations (Audio-MAE) and need "
+            "config.data.num_mel_bins > 0; image mixup is config.model.mixup"
+        )
+    return mixup, freqm, timem
+
+
 def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomMap:
     """The augmentation for images, clips (`num_samples` clips per video) or audio."""
+    mixup, freqm, timem = audio_augment_options(data)
     if data.num_mel_bins:
         return audio_transforms.AudioTrainTransform(
-            data.sample_rate, data.num_mel_bins, data.target_length, data.gain_aug, data.time_roll
+            sample_rate=data.sample_rate,
+            num_mel_bins=data.num_mel_bins,
+            target_length=data.target_length,
+            gain_aug=data.gain_aug,
+            time_roll=data.time_roll,
+            num_classes=int(data.get("num_classes", 0)),
+            mix_labels=mixup > 0,
+            freqm=freqm,
+            timem=timem,
         )
     if not data.num_frames:
         return transforms.TrainTransform(
@@ -117,10 +143,13 @@ def train_transform(data: ml_collections.ConfigDict) -> grain.transforms.RandomM
         min_frames=data.min_video_frames,
         target_fps=data.target_fps,
         share_frames=data.samples_share_frames,
+        sampling=data.clip_sampling,
+        randaugment=randaugment.parse(data.randaugment, data.image_size, tuple(data.mean)),
     )
 
 
-def eval_transform(data: ml_collections.ConfigDict) -> grain.transforms.Map:
+def eval_transform(data: ml_collections.ConfigDict, views: bool = False) -> grain.transforms.Map:
+    """The eval transform; with `views`, a video's data.test_clips x data.test_crops views."""
     if data.num_mel_bins:
         return audio_transforms.AudioEvalTransform(
             data.sample_rate, data.num_mel_bins, data.target_length
@@ -128,25 +157,62 @@ def eval_transform(data: ml_collections.ConfigDict) -> grain.transforms.Map:
     if not data.num_frames:
         return transforms.EvalTransform(data.image_size, data.channels, data.eval_crop_pct)
     return video_transforms.VideoEvalTransform(
-        data.num_frames, data.sampling_rate, data.image_size, data.channels, data.eval_crop_pct
+        data.num_frames,
+        data.sampling_rate,
+        data.image_size,
+        data.channels,
+        data.eval_crop_pct,
+        num_clips=data.test_clips if views else 1,
+        num_crops=data.test_crops if views else 1,
+        sampling=data.clip_sampling,
     )
+
+
+def balanced_sampling(data: ml_collections.ConfigDict) -> bool:
+    """config.data.balanced_sampling (False when an older config lacks it), with epoch_len
+    checked."""
+    epoch_len = int(data.get("epoch_len", 0))
+    if epoch_len < 0:
+        raise ValueError(f"config.data.epoch_len must be >= 0 (0 = dataset size), got {epoch_len}")
+    return bool(data.get("balanced_sampling", False))
+
+
+def examples_per_epoch(source, data: ml_collections.ConfigDict) -> int:
+    """Examples in one training epoch: config.data.epoch_len draws with balanced sampling
+    (when > 0), else the dataset size."""
+    epoch_len = int(data.get("epoch_len", 0))
+    return epoch_len if balanced_sampling(data) and epoch_len > 0 else len(source)
+
+
+def train_stream(source, data: ml_collections.ConfigDict, seed: int) -> grain.MapDataset:
+    """The infinite stream of source elements in training order: reshuffled every epoch,
+    or class-balanced draws with replacement (config.data.balanced_sampling)."""
+    ds = grain.MapDataset.source(source).seed(seed)
+    if not balanced_sampling(data):
+        return ds.shuffle().repeat(None)
+    weights = sampling.balanced_weights(sampling.source_label_ids(source))
+    return sampling.WeightedSampler(ds, weights, seed, int(data.get("epoch_len", 0)))
 
 
 def train_dataset(
     source, data: ml_collections.ConfigDict, batch_size: int, seed: int
 ) -> grain.IterDataset:
-    """Infinite, reshuffled-every-epoch dataset of this process's rows of each augmented
-    global batch.
+    """Infinite, reshuffled-every-epoch (or class-balanced) dataset of this process's rows
+    of each augmented global batch.
 
-    Deterministic in `seed`: element order, crops and flips depend only on the seed and the
-    position in the global stream (not on the number of processes), so the iterator state
-    alone restores the exact stream. With videos, one element gives `data.num_samples`
-    clips, which become batch rows.
+    Deterministic in `seed`: element order, mixup partners, crops and flips depend only on
+    the seed and the position in the global stream (not on the number of processes), so
+    the iterator state alone restores the exact stream. With videos, one element gives
+    `data.num_samples` clips, which become batch rows.
     """
     samples = data.num_samples if data.num_frames else 1
     rows = per_process_batch(batch_size, samples)
-    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat(None)
-    ds = ds.random_map(train_transform(data))
+    transform = train_transform(data)
+    ds = train_stream(source, data, seed)
+    mixup, _, _ = audio_augment_options(data)
+    if mixup > 0:
+        ds = audio_transforms.MixupPartners(ds, source, mixup, seed)
+    ds = ds.random_map(transform)
     ds = ProcessRows(ds, rows, jax.process_index(), jax.process_count())
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=4)
     it_ds = DropBad(ds.to_iter_dataset(read))
@@ -181,14 +247,16 @@ def eval_batches(
     data: ml_collections.ConfigDict,
     batch_size: int,
     max_examples: int | None = None,
+    views: bool = False,
 ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """The first `max_examples` of `source` in order, eval-transformed, in full batches.
 
     Yields (batch, num_valid); the last batch is padded by repeating its final row.
-    Unreadable images are skipped (and logged).
+    Unreadable images are skipped (and logged). `views`: videos as their multi-view test
+    views, "image" [B, V, T, H, W, C].
     """
     n = len(source) if max_examples is None else min(max_examples, len(source))
-    ds = grain.MapDataset.source(source)[:n].map(eval_transform(data))
+    ds = grain.MapDataset.source(source)[:n].map(eval_transform(data, views))
     read = grain.ReadOptions(num_threads=data.read_threads, prefetch_buffer_size=2)
     ds = DropBad(ds.to_iter_dataset(read)).batch(batch_size, drop_remainder=False)
     for batch in ds:

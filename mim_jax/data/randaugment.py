@@ -229,10 +229,9 @@ class RandAugment:
         if not self.fill or any(not 0 <= v <= 255 for v in self.fill):
             raise ValueError(f"fill {self.fill} must be 1 or C values in [0, 255]")
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        _check_image(image)
-        fill = _pil_fill(self.fill, image.shape[-1])
-        img = _to_pil(image)
+    def sample(self, rng: np.random.Generator) -> list[tuple[str, float | None, str]]:
+        """The ops one call applies, as (name, arg, interpolation), drawn in timm's order."""
+        ops = []
         # timm draws all ops first: np.random.choice(ops, num_layers, replace=True)
         for index in rng.choice(len(self.ops), size=self.num_ops, replace=True):
             name = self.ops[index]
@@ -240,14 +239,31 @@ class RandAugment:
                 continue
             level = sample_magnitude(rng, self.magnitude, self.magnitude_std, self.magnitude_max)
             arg = level_to_arg(name, level, rng, self.translate_const)
+            interp = self.interpolation
+            if name in _GEOMETRIC and interp == "random":
+                interp = ("bilinear", "bicubic")[rng.integers(2)]
+            ops.append((name, arg, interp))
+        return ops
+
+    def apply(self, image: np.ndarray, ops: list[tuple[str, float | None, str]]) -> np.ndarray:
+        """`ops` (from `sample`) applied in turn to a uint8 [H, W, C] image."""
+        _check_image(image)
+        fill = _pil_fill(self.fill, image.shape[-1])
+        img = _to_pil(image)
+        for name, arg, interp in ops:
             if name in _GEOMETRIC:
-                interp = self.interpolation
-                if interp == "random":
-                    interp = ("bilinear", "bicubic")[rng.integers(2)]
                 img = _geometric(img, name, arg, fill, _RESAMPLE[interp])
             else:
                 img = _PIXEL_OPS[name](img, arg)
         return _from_pil(img)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """An image [H, W, C], or the frames [T, H, W, C] of a clip all with the same ops
+        (VideoMAE `create_random_augment` transforms a clip's frames alike)."""
+        ops = self.sample(rng)
+        if image.ndim == 4:
+            return np.stack([self.apply(frame, ops) for frame in image])
+        return self.apply(image, ops)
 
 
 _SPEC_PART = re.compile(r"([a-z]+)(\d.*)")

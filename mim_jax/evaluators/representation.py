@@ -20,11 +20,12 @@ CACHE_BYTES = 2**31  # keep eval images in host memory when they fit in this bud
 class CachedSplit:
     """An eval split's batches (cached in memory when small) and labels."""
 
-    def __init__(self, source, data, batch_size: int, max_examples: int | None):
-        self._args = (source, data, batch_size, max_examples)
+    def __init__(self, source, data, batch_size: int, max_examples: int | None, views: int = 1):
+        """`views` > 1: each video as its data.test_clips x data.test_crops test views."""
+        self._args = (source, data, batch_size, max_examples, views > 1)
         n = len(source) if max_examples is None else min(max_examples, len(source))
         itemsize = 4 if data.num_mel_bins else 1  # float32 spectrograms, uint8 images
-        size = n * int(np.prod(config_lib.input_shape(data))) * itemsize
+        size = n * views * int(np.prod(config_lib.input_shape(data))) * itemsize
         self._cache = [] if size <= CACHE_BYTES else None
         self._cached = False
 

@@ -45,8 +45,13 @@ VIDEO_METHODS = ("mae_st", "videomae", "videomae_v2")
 AUDIO_METHODS = ("audiomae",)
 
 
-def modality(name: str) -> str:
-    """What `config.method` takes: "image", "video" or "audio"."""
+def modality(config: ml_collections.ConfigDict) -> str:
+    """What `config.method` takes: "image", "video" or "audio" (a classifier: what its
+    backbone takes)."""
+    name = config.method
+    if name == "classifier":
+        backbone = config.model.get("backbone", "vit")
+        return {"videomae": "video", "audiomae": "audio"}.get(backbone, "image")
     return "video" if name in VIDEO_METHODS else "audio" if name in AUDIO_METHODS else "image"
 
 

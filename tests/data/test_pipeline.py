@@ -250,3 +250,83 @@ def test_randaugment_spec_adds_a_seeded_per_image_augment_after_crop_and_flip():
     batches = [next(it)["image"] for it in (plain, a, b)]
     np.testing.assert_array_equal(batches[1], batches[2])
     assert not np.array_equal(batches[0], batches[1])
+
+
+AUDIO_FT = ConfigDict(
+    dict(num_frames=0, num_mel_bins=32, sample_rate=16000, target_length=24, gain_aug=True,
+         time_roll=False, read_threads=2, num_workers=0, num_classes=3, mixup=1.0, freqm=8,
+         timem=6, balanced_sampling=True, epoch_len=16)
+)  # fmt: skip
+
+
+def _audio_source(n=12):
+    from mim_jax.data import audio_io
+
+    return audio_io.SyntheticAudioSource(n, 24, 16000, 3, seed=0)
+
+
+def test_audio_fine_tuning_batches_mix_mask_and_balance():
+    it = iter(pipeline.train_dataset(_audio_source(), AUDIO_FT, 4, seed=0))
+    batches = [next(it) for _ in range(6)]
+    b = batches[0]
+    assert b["image"].shape == (4, 24, 32, 1) and b["image"].dtype == np.float32
+    assert b["labels"].shape == (4, 3) and b["labels"].dtype == np.float32
+    assert b["label"].shape == (4,) and b["label"].dtype == np.int32
+    for batch in batches:  # every clip mixed (mixup=1.0) with a single-label partner
+        labels = batch["labels"]
+        np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)
+        assert (labels[np.arange(4), batch["label"]] > 0.15).all()
+    images = np.concatenate([b["image"][..., 0] for b in batches])
+    zero_cols = (images == 0).all(axis=1).any(axis=1)  # a masked frequency band
+    zero_rows = (images == 0).all(axis=2).any(axis=1)  # a masked time band
+    assert zero_cols.sum() >= 12 and zero_rows.sum() >= 12
+    again = iter(pipeline.train_dataset(_audio_source(), AUDIO_FT, 4, seed=0))
+    for want in batches:
+        got = next(again)
+        np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["labels"], want["labels"])
+
+
+def test_audio_fine_tuning_stream_restores_from_the_iterator_state():
+    it = iter(pipeline.train_dataset(_audio_source(), AUDIO_FT, 4, seed=1))
+    next(it)
+    next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(5)]  # across the 16-draw epoch boundary
+    fresh = iter(pipeline.train_dataset(_audio_source(), AUDIO_FT, 4, seed=1))
+    fresh.set_state(state)
+    for want in expected:
+        got = next(fresh)
+        np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["labels"], want["labels"])
+
+
+def test_balanced_sampling_draws_rare_classes_as_often_as_common_ones():
+    images = np.random.default_rng(0).integers(0, 255, (20, 8, 8), dtype=np.uint8)
+    source = sources.ArraySource(images, np.array([0] * 18 + [1] * 2))
+    data = ConfigDict({**DATA.to_dict(), "balanced_sampling": True, "epoch_len": 0})
+    it = iter(pipeline.train_dataset(source, data, 4, seed=0))
+    labels = np.concatenate([next(it)["label"] for _ in range(150)])
+    assert 0.42 < labels.mean() < 0.58  # class 1 holds 10% of the data, ~half the draws
+    plain = iter(pipeline.train_dataset(source, DATA, 4, seed=0))
+    assert np.concatenate([next(plain)["label"] for _ in range(150)]).mean() == 0.1
+
+
+def test_examples_per_epoch_is_epoch_len_only_with_balanced_sampling():
+    source = _source(20)
+    cfg = lambda **kw: ConfigDict({**DATA.to_dict(), **kw})
+    assert pipeline.examples_per_epoch(source, cfg(balanced_sampling=True, epoch_len=50)) == 50
+    assert pipeline.examples_per_epoch(source, cfg(balanced_sampling=True, epoch_len=0)) == 20
+    assert pipeline.examples_per_epoch(source, cfg(balanced_sampling=False, epoch_len=50)) == 20
+    assert pipeline.examples_per_epoch(source, DATA) == 20  # configs without the keys
+    with pytest.raises(ValueError, match="config.data.epoch_len"):
+        pipeline.examples_per_epoch(source, cfg(balanced_sampling=True, epoch_len=-1))
+
+
+def test_audio_augmentation_settings_are_checked():
+    with pytest.raises(ValueError, match=r"config.data.mixup must be in \[0, 1\]"):
+        pipeline.train_transform(ConfigDict({**AUDIO_FT.to_dict(), "mixup": 1.5}))
+    with pytest.raises(ValueError, match="config.data.timem must be >= 0"):
+        pipeline.train_transform(ConfigDict({**AUDIO_FT.to_dict(), "timem": -1}))
+    with pytest.raises(ValueError, match="config.data.num_mel_bins"):
+        pipeline.train_transform(ConfigDict({**DATA.to_dict(), "mixup": 0.5}))

@@ -214,3 +214,13 @@ def test_bad_inputs_raise():
         ra.RandAugment()(np.zeros((4, 4, 3), np.float32), np.random.default_rng(0))
     with pytest.raises(ValueError, match="1-channel"):
         ra.RandAugment(fill=(1, 2, 3))(np.zeros((4, 4, 1), np.uint8), np.random.default_rng(0))
+
+
+def test_a_clip_gets_the_same_ops_on_every_frame():
+    aug = ra.RandAugment(num_ops=4, magnitude=9)
+    frames = np.stack(_images((16, 16, 3), count=3))
+    for seed in range(5):
+        out = aug(frames, np.random.default_rng(seed))
+        ops = aug.sample(np.random.default_rng(seed))
+        for frame, result in zip(frames, out, strict=True):
+            np.testing.assert_array_equal(result, aug.apply(frame, ops))

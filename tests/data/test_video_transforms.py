@@ -117,3 +117,75 @@ def test_flatten_samples_makes_repeats_batch_rows():
     out = vt.flatten_samples(batch)
     assert out["image"].shape == (6, 4, 5, 5, 1)
     np.testing.assert_array_equal(out["label"], np.arange(6))
+
+
+def test_span_clip_is_videomaes_kinetics_fine_tuning_sampler():
+    # kinetics.py loadvideo_decord (train): end ~ randint(64, len), linspace over the span
+    rng, ref = np.random.default_rng(3), np.random.default_rng(3)
+    clip = vt.span_clip(rng, 300, 16, 4)
+    end = int(ref.integers(64, 300))
+    expected = np.clip(np.linspace(end - 64, end, 16), end - 64, end - 1).astype(np.int64)
+    np.testing.assert_array_equal(clip, expected)
+    assert not (np.diff(clip) == 4).all()  # 64 / 15 apart, not exactly every 4th frame
+
+
+def test_span_clip_of_a_short_video_pads_with_its_last_frame():
+    # 40 frames <= 64: linspace(0, 40, 40 // 4 = 10), then 6 x 40, clipped to 39
+    expected = np.clip(np.r_[np.linspace(0, 40, 10), [40] * 6], 0, 39).astype(np.int64)
+    np.testing.assert_array_equal(vt.span_clip(np.random.default_rng(0), 40, 16, 4), expected)
+
+
+def test_segment_clip_takes_one_frame_per_segment():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        clip = vt.segment_clip(rng, 100, 16)  # 16 segments of 6 frames (100 // 16)
+        np.testing.assert_array_equal(clip // 6, np.arange(16))
+    assert (vt.segment_clip(rng, 10, 16) == 0).all()  # shorter than 16 frames: frame 0
+
+
+def test_kinetics_test_clips_spread_over_the_whole_video():
+    # 5 clips of 16 frames every 4th of a 300-frame video: 75 strided frames, step 59 / 4
+    clips = vt.view_clips(300, 16, 4, 5, "span")
+    starts = [int(c[0]) for c in clips]
+    assert starts == [4 * int(k * 59 / 4) for k in range(5)]
+    assert all((np.diff(c) == 4).all() for c in clips)
+    assert clips[-1][-1] == 296  # the last clip ends at the last strided frame
+
+
+def test_ssv2_test_clips_are_the_segment_starts_and_midpoints():
+    clips = vt.view_clips(64, 16, 2, 2, "segments")  # tick = 4 frames
+    np.testing.assert_array_equal(clips[0], 4 * np.arange(16))
+    np.testing.assert_array_equal(clips[1], 4 * np.arange(16) + 2)
+
+
+def test_test_crops_run_along_the_long_side():
+    frames = np.zeros((2, 20, 40, 1), np.uint8)
+    frames[..., 0] = np.arange(40, dtype=np.uint8)[None, None, :] * 6  # value = 6 x column
+    crops = vt.view_crops(frames, 10, 3)  # short side 20 -> 10: [2, 10, 20, 1]; step 5
+    assert [c.shape for c in crops] == [(2, 10, 10, 1)] * 3
+    left_edges = [int(c[0, 5, 0, 0]) for c in crops]  # columns 0, 5, 10 of the half-size
+    assert left_edges[0] < left_edges[1] < left_edges[2]
+    np.testing.assert_allclose(left_edges, [6, 66, 126], atol=4)  # 2 x col x 6, + blur
+
+
+def test_eval_transform_gives_every_view_clip_major():
+    t = vt.VideoEvalTransform(4, 2, size=16, channels=1, num_clips=3, num_crops=2)
+    element = video_element(length=40)
+    element["video"] = np.repeat(element["video"], 2, axis=2)[:, :16]  # 32 x 16 frames
+    out = t.map(element)
+    assert out["image"].shape == (6, 4, 16, 16, 1)
+    frame_ids = out["image"][:, :, 8, 8, 0] // 5
+    starts = [int(k * (20 - 4) / 2) * 2 for k in range(3)]  # 20 strided frames, step 8
+    for view in range(6):
+        np.testing.assert_array_equal(frame_ids[view], starts[view // 2] + 2 * np.arange(4))
+
+
+def test_train_transform_randaugments_every_frame_of_a_clip_alike():
+    from mim_jax.data import randaugment
+
+    aug = randaugment.parse("rand-m9-n4-mstd0.5", 16, (0.5,))
+    t = vt.VideoTrainTransform(4, 1, size=16, channels=1, crop="rrc", randaugment=aug)
+    element = {"video": np.repeat(video_element(length=8)["video"][:1] + 90, 8, 0), "label": 1}
+    for seed in range(5):  # identical frames stay identical: the same ops on each
+        out = t.random_map(element, np.random.default_rng(seed))["image"][0]
+        assert all((frame == out[0]).all() for frame in out)

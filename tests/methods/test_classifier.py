@@ -1,5 +1,6 @@
 """The classifier method: fine-tuning, linear and attentive probes on a ViT encoder."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from configs import attentive_probe, finetune, linprobe
 from configs import mae as mae_config
-from mim_jax import methods, optim, train
+from mim_jax import config_lib, methods, optim, train
 from mim_jax.methods import classifier
 
 
@@ -186,3 +187,96 @@ def test_a_bad_head_or_pool_fails_in_validation_before_compiling():
         config.model[key] = value
         with pytest.raises(ValueError, match=f"config.model.{key}='{value}'; valid"):
             config_lib.validate(config, num_devices=8)
+
+
+def _encoder_parity(pretrain_config, finetune_config, inputs):
+    """(classifier tokens after the pretraining encoder's final norm, the pretraining
+    encoder's unmasked output) with the classifier loaded from the pretraining params by
+    name, as init_from does."""
+    pretrain = methods.build(pretrain_config)
+    params = pretrain.init(jax.random.PRNGKey(0), {"image": inputs})
+    method = methods.build(finetune_config)
+    state = method.init_variables(jax.random.PRNGKey(1), {"image": inputs})
+    ours = dict(state["params"])
+    for key in ours:
+        if key in params:  # patch_embed, cls_token, encoder (fc_norm and head stay fresh)
+            ours[key] = params[key]
+    theirs = pretrain.model.apply({"params": params}, inputs, method="encode")
+    tokens = method.model.apply({"params": ours}, inputs, tokens_only=True)
+    norm = nn.LayerNorm(epsilon=1e-6).apply({"params": params["encoder"]["norm"]}, tokens)
+    return norm, theirs
+
+
+def test_videomae_backbone_reproduces_the_pretrained_videomae_encoder():
+    from configs import videomae as videomae_config
+    from configs import videomae_finetune
+
+    small = dict(patch_size=8, width=32, depth=2, num_heads=2)
+    pre = videomae_config.get_config()
+    pre.model.update(**small, decoder_width=16, decoder_depth=1, decoder_heads=2)
+    ft = videomae_finetune.get_config()
+    ft.model.update(**small)
+    clips = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 32, 32, 1)), jnp.float32)
+    ours, theirs = _encoder_parity(pre, ft, clips)
+    assert ours.shape == theirs.shape == (2, 64, 32)  # 4 x 4 x 4 tokens, no cls
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_audiomae_backbone_reproduces_the_pretrained_audiomae_encoder():
+    from configs import audiomae as audiomae_config
+    from configs import audiomae_finetune
+
+    small = dict(patch_size=16, width=32, depth=2, num_heads=2)
+    pre = audiomae_config.get_config("decoder=global")
+    pre.model.update(**small, decoder_width=16, decoder_depth=1, decoder_heads=2)
+    ft = audiomae_finetune.get_config()
+    ft.model.update(**small)
+    specs = jnp.asarray(np.random.default_rng(0).normal(size=(2, 128, 128, 1)), jnp.float32)
+    ours, theirs = _encoder_parity(pre, ft, specs)
+    assert ours.shape == theirs.shape == (2, 65, 32)  # cls + 8 x 8 patches
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_audiomae_fine_tuning_drops_time_rows_and_frequency_columns_in_training_only():
+    from configs import audiomae_finetune
+
+    config = audiomae_finetune.get_config()
+    config.model.update(patch_size=16, width=32, depth=1, num_heads=2)
+    config.model.update(mask_t_prob=0.3, mask_f_prob=0.2)
+    method = methods.build(config)
+    specs = jnp.zeros((2, 128, 128, 1))
+    variables = method.init_variables(jax.random.PRNGKey(0), {"image": specs})
+    apply = lambda train: method.model.apply(
+        variables, specs, train, tokens_only=True, rngs={"dropout": jax.random.PRNGKey(2)}
+    )
+    assert apply(True).shape == (2, 1 + int(8 * 0.7) * int(8 * 0.8), 32)  # 5 rows x 6 columns
+    assert apply(False).shape == (2, 65, 32)
+
+
+def test_bce_loss_uses_the_multi_hot_labels():
+    from configs import audiomae_finetune
+
+    config = audiomae_finetune.get_config()
+    config.model.update(patch_size=16, width=32, depth=1, num_heads=2, mask_t_prob=0.0)
+    config.model.mask_f_prob = 0.0
+    method = methods.build(config)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": jnp.asarray(rng.normal(size=(4, 128, 128, 1)), jnp.float32),
+        "label": jnp.zeros(4, jnp.int32),
+        "labels": jnp.asarray(rng.random((4, 10)), jnp.float32),  # mixed, soft
+    }
+    variables = method.init_variables(jax.random.PRNGKey(0), batch)
+    loss, _ = method.loss(variables["params"], batch, _rngs(), train=False, model_state={})
+    logits = method.predict(variables["params"], {}, batch["image"])
+    expected = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+def test_videomae_backbone_has_no_cls_token_to_pool():
+    from configs import videomae_finetune
+
+    config = videomae_finetune.get_config()
+    config.model.pool = "cls"
+    with pytest.raises(ValueError, match="backbone=videomae"):
+        config_lib.validate(config, 1)
