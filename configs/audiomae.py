@@ -63,6 +63,42 @@ def set_data(config, data: str) -> None:
         d.name, d.num_workers = "synthetic", 0
 
 
+def set_audio_input(config) -> None:
+    """16 kHz mono, 128-bin Kaldi fbank (dataset.py), random gain, no flips."""
+    d = config.data
+    d.channels, d.num_mel_bins, d.sample_rate = 1, 128, 16000  # dataset.py fbank call
+    # --roll_mag_aug True: its roll offset is always 0 on mono audio, so only the gain
+    # Beta(10, 10) + 0.5 acts (dataset.py _roll_mag_aug); time_roll stays off.
+    d.gain_aug, d.time_roll = True, False
+    d.flip = False
+
+
+def check_args(variant: str, data: str, datasets: tuple[str, ...]) -> bool:
+    """True for the official recipe (variant=B with one of `datasets`), False for the
+    embedded default (neither); anything else fails naming the valid values."""
+    if variant:
+        if variant != "B":
+            raise ValueError(f"variant={variant!r}; valid: B (the official recipe)")
+        if data not in datasets:
+            raise ValueError(f"variant=B needs data= one of {datasets}")
+        return True
+    if data:
+        raise ValueError(f"data={data} needs variant=B (the default model is sized "
+                         "for the embedded spoken keywords)")  # fmt: skip
+    return False
+
+
+def set_keywords_data(config) -> None:
+    """The embedded spoken keywords: 10 words, 1.25 s clips as 128 frames x 128 bins, and
+    configs/audiomae.py's small ViT encoder (16 x 16 patches: an 8 x 8 grid)."""
+    d = config.data
+    d.name, d.num_classes = "spoken_keywords", 10
+    d.train_split, d.eval_split = "train", "test"
+    d.target_length = 128
+    d.mean, d.std = (-5.4933,), (2 * 6.6129,)  # measured over padded features, as AST's
+    config.model.update(patch_size=16, width=128, depth=4, num_heads=4)
+
+
 def get_config(arg: str | None = None):
     arg = common.parse_arg(arg, variant="", decoder="swin", data="")
     config = common.get_base_config()
@@ -83,33 +119,16 @@ def get_config(arg: str | None = None):
         m.decoder_depth = 8  # decoder_mode=0: MAE's 8-block ViT decoder
     else:
         raise ValueError(f"decoder={arg.decoder!r}; valid: swin, global")
-    d = config.data
-    d.channels, d.num_mel_bins, d.sample_rate = 1, 128, 16000  # dataset.py fbank call
-    # --roll_mag_aug True: its roll offset is always 0 on mono audio, so only the gain
-    # Beta(10, 10) + 0.5 acts (dataset.py _roll_mag_aug); time_roll stays off.
-    d.gain_aug, d.time_roll = True, False
-    d.flip = False
-
-    if arg.variant:
-        if arg.variant != "B":
-            raise ValueError(f"variant={arg.variant!r}; valid: B (the official recipe)")
-        if not arg.data:
-            raise ValueError("variant=B needs data=audioset|folder|tfds|synthetic")
+    set_audio_input(config)
+    if check_args(arg.variant, arg.data, DATASETS):
         set_recipe(config)
         set_data(config, arg.data)
         if arg.data == "synthetic":
             config.batch_size = 8  # pass --config.batch_size for the recipe
         return config
-    if arg.data:
-        raise ValueError(f"data={arg.data} needs variant=B (the default model is sized "
-                         "for the embedded spoken keywords)")  # fmt: skip
     # Embedded default: 1.25 s keyword clips (128 frames x 128 bins, 8 x 8 patches), a
     # small ViT and a 2-block (unshifted + shifted) window decoder.
-    d.name, d.num_classes = "spoken_keywords", 10
-    d.train_split, d.eval_split = "train", "test"
-    d.target_length = 128
-    d.mean, d.std = (-5.4933,), (2 * 6.6129,)  # measured over padded features, as AST's
-    m.update(patch_size=16, width=128, depth=4, num_heads=4)
+    set_keywords_data(config)
     m.update(decoder_width=64, decoder_heads=4, decoder_depth=2)
     # 30 epochs of 2,400 clips (1,110 steps of 64), peak lr 3e-3: measured against 4x
     # lower (kNN 23.8 / linear 49.6 instead of 26.7 / 67.7 at the same length).

@@ -73,33 +73,20 @@ def get_config(arg: str | None = None):
     # AdamW with torch's default betas (0.9, 0.999), wd 5e-4 (not on 1-D params or the
     # cls token), layer decay 0.75, min_lr 1e-6 (not scaled), no clipping.
     o.update(name="adamw", b1=0.9, b2=0.999, weight_decay=5e-4, layer_decay=0.75, min_lr=1e-6)
-    d.channels, d.num_mel_bins, d.sample_rate = 1, 128, 16000
-    d.gain_aug, d.time_roll = True, False  # --roll_mag_aug True: a gain only (mono audio)
-    d.flip = False
+    audiomae.set_audio_input(config)  # 16 kHz, 128 bins; --roll_mag_aug True: a gain only
     d.mixup = 0.5  # dataset.py: mix with a random clip with probability 0.5
     d.freqm, d.timem = 48, 192  # main_finetune_as.py audio_conf (args.freqm/timem unused)
     config.eval.features = "mean"
-    if arg.variant:
-        if arg.variant != "B":
-            raise ValueError(f"variant={arg.variant!r}; valid: B (the official recipe)")
-        if arg.data not in DATASETS:
-            raise ValueError(f"variant=B needs data= one of {DATASETS}")
+    if audiomae.check_args(arg.variant, arg.data, DATASETS):
         set_recipe(config, arg.data)
         if arg.data == "synthetic":
             config.batch_size = 8  # pass --config.batch_size for the recipe
         return config
-    if arg.data:
-        raise ValueError(f"data={arg.data} needs variant=B (the default model is sized "
-                         "for the embedded spoken keywords)")  # fmt: skip
     # Embedded default: configs/audiomae.py's small encoder on 1.25 s keyword clips (128
     # frames x 128 bins: 8 x 8 patches, of which 6 x 6 stay in training), the masks scaled
     # to the shorter clips (192 of 1024 frames -> 24 of 128).
-    d.name, d.num_classes = "spoken_keywords", 10
-    d.train_split, d.eval_split = "train", "test"
-    d.target_length = 128
-    d.mean, d.std = (-5.4933,), (2 * 6.6129,)  # as the pretraining default
+    audiomae.set_keywords_data(config)
     d.freqm, d.timem = 48, 24
-    m.update(patch_size=16, width=128, depth=4, num_heads=4)
     o.update(base_lr=1e-3, warmup_epochs=2.0)
     config.batch_size = 64
     config.total_epochs = 20.0
