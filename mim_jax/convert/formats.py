@@ -194,8 +194,12 @@ def their_keys(fmt: Format, path: str, ndim: int) -> tuple[tuple[str, ...], str]
 
 
 def to_theirs(kind: str, x: np.ndarray) -> list[np.ndarray]:
-    """Our tensor -> their tensor(s), in the layout `kind` names."""
-    x = np.asarray(x, np.float32)
+    """Our tensor -> their tensor(s), in the layout `kind` names (C-contiguous copies:
+    writers such as `safetensors.numpy.save` ignore strides)."""
+    return [np.ascontiguousarray(t, np.float32) for t in _to_theirs(kind, np.asarray(x))]
+
+
+def _to_theirs(kind: str, x: np.ndarray) -> list[np.ndarray]:
     if kind == LINEAR:  # Flax [in, out] -> torch [out, in]
         return [x.T]
     if kind == CONV:  # Flax [*k, C, D] -> torch [D, C, *k]
@@ -207,7 +211,11 @@ def to_theirs(kind: str, x: np.ndarray) -> list[np.ndarray]:
 
 
 def to_ours(kind: str, xs: list[np.ndarray]) -> np.ndarray:
-    """Their tensor(s) -> our tensor; the inverse of `to_theirs`."""
+    """Their tensor(s) -> our tensor (a C-contiguous float32 copy); the inverse of `to_theirs`."""
+    return np.ascontiguousarray(_to_ours(kind, [np.asarray(x) for x in xs]), np.float32)
+
+
+def _to_ours(kind: str, xs: list[np.ndarray]) -> np.ndarray:
     if kind == LINEAR:
         return xs[0].T
     if kind == CONV:
