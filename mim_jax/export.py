@@ -48,29 +48,48 @@ def export(
     elif not include_decoder:
         params = {k: v for k, v in params.items() if k in encoder_keys}
 
+    model_state = None
+    if getattr(method, "stateful", False):  # BatchNorm statistics, needed for inference
+        model_state = checkpoint.read_model_state(ckpt.directory / str(step))
+    info = {"workdir": str(checkpoint.as_dir(workdir)), "step": step}
+    out = write(to, params, config, parts, info, model_state=model_state)
+    logging.info("Exported params of step %d to %s", step, out)
+    return out
+
+
+def write(
+    to: str,
+    params,
+    config: ml_collections.ConfigDict,
+    parts: list[str],
+    info: dict,
+    model_state=None,
+) -> epath.Path:
+    """Writes the export layout (`params/`, `params.safetensors`, `config.json`, then
+    `export.json` = `info` + method, parts, parameter count) to `to`; refuses to overwrite
+    an export. Shared by `export` and `mim_jax.convert` (converted official weights)."""
     out = checkpoint.as_dir(to)
     if (out / "params").exists():
-        raise FileExistsError(f"--export_to={to} already holds an export")
+        raise FileExistsError(f"{to} already holds an export")
     out.mkdir(parents=True, exist_ok=True)
     saver = ocp.StandardCheckpointer()
     saver.save(out / "params", params)
-    if getattr(method, "stateful", False):  # BatchNorm statistics, needed for inference
-        state = checkpoint.read_model_state(ckpt.directory / str(step))
-        saver.save(out / "model_state", state)
+    parts = list(parts)
+    if model_state is not None:
+        saver.save(out / "model_state", model_state)
         parts.append("model_state")
     flat = flatten(params)
     (out / "params.safetensors").write_bytes(safetensors.numpy.save(flat))
     (out / "config.json").write_text(config.to_json_best_effort(indent=2))
     saver.wait_until_finished()
     info = {
-        "workdir": str(checkpoint.as_dir(workdir)),
-        "step": step,
+        **info,
         "method": config.method,
         "parts": parts,
         "num_params": int(sum(v.size for v in flat.values())),
     }
     (out / "export.json").write_text(json.dumps(info, indent=2))  # written last: complete
-    logging.info("Exported %s params of step %d to %s", f"{info['num_params']:,}", step, out)
+    logging.info("Wrote %s params to %s", f"{info['num_params']:,}", out)
     return out
 
 
