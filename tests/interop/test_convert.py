@@ -201,3 +201,35 @@ def test_export_refuses_encoder_only_params_for_hf(tmp_path):
     assert "pos_embed" in tensors and not any(k.startswith("decoder") for k in tensors)
     args = json.loads((out / "config.json").read_text())["model_args"]
     assert args["embed_dim"] == 64 and args["num_classes"] == 0 and args["global_pool"] == "token"
+
+
+def _small_finetune(module):
+    config = module.get_config()
+    config.model.update(width=32, depth=2, num_heads=2)
+    return config
+
+
+def test_videomae_fine_tuned_checkpoints_use_timm_names_for_the_video_classifier():
+    from configs import videomae_finetune
+
+    config = _small_finetune(videomae_finetune)  # modeling_finetune.py VisionTransformer
+    _, params, theirs = _theirs(config, "timm")
+    assert theirs["patch_embed.proj.weight"].shape == (32, 1, 2, 8, 8)  # Conv3d [D, C, u, p, p]
+    assert {"blocks.1.attn.q_bias", "blocks.1.attn.v_bias", "fc_norm.weight", "head.weight"} <= set(
+        theirs
+    )
+    assert not any(k.startswith(("cls_token", "pos_embed", "norm.")) for k in theirs)
+    back, report = importer.convert_tensors(config, theirs)
+    assert report.format == "timm" and report.complete, str(report)
+    jax.tree.map(np.testing.assert_array_equal, back, params)
+
+
+def test_audiomae_fine_tuned_checkpoints_use_timm_names_for_the_audio_classifier():
+    from configs import audiomae_finetune
+
+    config = _small_finetune(audiomae_finetune)  # AudioMAE models_vit.py (timm names)
+    _, params, theirs = _theirs(config, "timm")
+    assert {"cls_token", "patch_embed.proj.weight", "fc_norm.weight", "head.weight"} <= set(theirs)
+    back, report = importer.convert_tensors(config, theirs)
+    assert report.complete, str(report)
+    jax.tree.map(np.testing.assert_array_equal, back, params)
