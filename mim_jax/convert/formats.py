@@ -6,13 +6,16 @@ rest of our path follows with "/" -> "." and Flax leaf names turned into torch o
 
 - Dense `kernel` [in, out] <-> Linear `weight` [out, in] (transpose);
 - Conv `kernel` [*k, C, D] <-> Conv2d/Conv3d `weight` [D, C, *k] (patch and tubelet embeds);
-- a prefix containing `{qkv}`: our fused qkv [D, 3D] (bias [3D]) <-> three Linears named
-  query/key/value (Hugging Face), split in timm's q, k, v order;
+- a prefix containing `{a,b,c}`: our fused qkv [D, 3D] (bias [3D]) <-> three Linears named
+  a, b, c (Hugging Face's query/key/value, MAE-ST's q/k/v), split in timm's q, k, v order;
+- a path matched by the format's `layouts`: the kind named there (SimMIM's head, a Dense
+  kernel [in, out] <-> Conv2d 1x1 weight [out, in, 1, 1]);
 - everything else (LayerNorm, biases, tokens, VideoMAE's q_bias/v_bias) is copied.
 
 One table serves both directions, so ours -> theirs -> ours is exact by construction.
 Fixed sin-cos tables are not params in our models (docs/design.md), but MAE-family state
-dicts hold them: `fixed_tables` gives their values for export and for checking on import.
+dicts hold them (and BEiT-style ones their relative-position index buffer): `fixed_tables`
+gives their values for export and for checking on import.
 """
 
 import dataclasses
@@ -21,8 +24,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-COPY, LINEAR, CONV, QKV = "copy", "linear", "conv", "qkv"
-QKV_NAMES = ("query", "key", "value")
+from mim_jax.models import posemb, vit
+
+COPY, LINEAR, CONV, QKV, CONV1X1 = "copy", "linear", "conv", "qkv", "conv1x1"
+SPLIT = re.compile(r"\{(\w+),(\w+),(\w+)\}")  # "{q,k,v}" in a rename: a fused qkv split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +41,33 @@ class Format:
     methods: tuple[str, ...]  # our methods whose params it maps
     renames: tuple[tuple[str, str], ...]
     aliases: tuple[tuple[str, str], ...] = ()
-    # their key -> our model attribute giving the fixed table, called as fn(model).
+    # their key -> fn(model) giving the fixed table, or None where the model has none.
     fixed: tuple[tuple[str, Callable], ...] = ()
+    # (regex on our param path, layout kind) where the leaf does not tell the layout.
+    layouts: tuple[tuple[str, str], ...] = ()
 
 
-def _mae_pos(model) -> np.ndarray:
-    return model.pos_table(model.width)[None]  # [1, 1 + L, D], cls row zero
+def _mae_pos(model) -> np.ndarray | None:
+    """MAE's fixed encoder table [1, 1 + L, D] (cls row zero); None for a learned one."""
+    return model.pos_table(model.width)[None] if hasattr(model, "pos_table") else None
 
 
-def _mae_decoder_pos(model) -> np.ndarray:
-    return model.pos_table(model.decoder_width)[None]
+def _mae_decoder_pos(model) -> np.ndarray | None:
+    return model.pos_table(model.decoder_width)[None] if hasattr(model, "pos_table") else None
+
+
+def _sincos_pos(width: str) -> Callable:
+    """fn(model) -> the [1, 1 + L, D] sin-cos table (zero cls row) of `model.<width>` on its
+    grid, for models that compute the table inline (CrossMAE)."""
+    return lambda model: posemb.sincos_2d(getattr(model, width), model.grid, cls_token=True)[None]
+
+
+def _rel_pos_index(model) -> np.ndarray | None:
+    """BEiT/SimMIM's `relative_position_index` buffer [1 + L, 1 + L] (persistent, so in
+    their state dicts) of a ViT with a shared relative position bias; None otherwise."""
+    if getattr(model, "backbone", "vit") != "vit" or not getattr(model, "rel_pos_bias", False):
+        return None
+    return vit.relative_position_index(model.grid, cls_token=True)
 
 
 def _block(ours: str, theirs: str, hf: bool) -> tuple[tuple[str, str], ...]:
@@ -57,7 +79,7 @@ def _block(ours: str, theirs: str, hf: bool) -> tuple[tuple[str, str], ...]:
     inner = (
         ("norm1/", "layernorm_before."),
         ("norm2/", "layernorm_after."),
-        ("attn/qkv/", "attention.attention.{qkv}."),
+        ("attn/qkv/", "attention.attention.{query,key,value}."),
         ("attn/q_bias", "attention.attention.q_bias"),
         ("attn/v_bias", "attention.attention.v_bias"),
         ("attn/proj/", "attention.output.dense."),
@@ -160,7 +182,82 @@ HF_VIDEOMAE = Format(
     ),
 )
 
-FORMATS: dict[str, Format] = {f.name: f for f in (MAE, TIMM, VIDEOMAE, HF_VITMAE, HF_VIDEOMAE)}
+# facebookresearch/AudioMAE models_mae.py (MaskedAutoencoderViT, audio_exp=True):
+# pretraining checkpoints, encoder and decoder. MAE's names, plus, with the Swin decoder
+# (decoder_mode=1), timm_patch/swin_transformer.py's SwinTransformerBlock (V2-CR):
+# attn.qkv/proj/tau, the position-bias MLP attn.meta_mlp.fc1/fc2, post-norms norm1/norm2
+# (its attn_mask and relative_coordinates_log buffers are not persistent).
+AUDIOMAE = Format(
+    name="audiomae",
+    source="facebookresearch/AudioMAE models_mae.py + timm_patch/swin_transformer.py",
+    methods=("audiomae",),
+    renames=(
+        (r"^decoder/blocks_(\d+)/attn/meta_fc(\d)/", r"decoder_blocks.\1.attn.meta_mlp.fc\2."),
+        *MAE.renames,
+    ),
+    fixed=MAE.fixed,
+)
+
+# TonyLianLong/CrossMAE models_cross.py (MaskedAutoencoderViT, --weight_fm --use_input) +
+# transformer_utils.py (CrossAttentionBlock: norm1, cross_attn.q/kv/proj, norm2, mlp):
+# no encoder `norm`, one LayerNorm per decoder block over the encoder width (dec_norms),
+# the feature-map mixing Linear wfm.linear [decoder_depth, k], fixed sin-cos tables.
+CROSSMAE = Format(
+    name="crossmae",
+    source="TonyLianLong/CrossMAE models_cross.py + transformer_utils.py",
+    methods=("crossmae",),
+    renames=(
+        (r"^encoder/blocks_(\d+)/", r"blocks.\1."),
+        (r"^decoder_(\d+)/", r"decoder_blocks.\1."),
+        (r"^dec_norms_(\d+)/", r"dec_norms.\1."),
+        (r"^feature_weights/", "wfm.linear."),
+    ),
+    fixed=(
+        ("pos_embed", _sincos_pos("width")),
+        ("decoder_pos_embed", _sincos_pos("decoder_width")),
+    ),
+)
+
+# microsoft/SimMIM models/simmim.py (SimMIM, VisionTransformerForSimMIM) on
+# models/vision_transformer.py, the ViT-B pretraining config (USE_SHARED_RPB, layer scale
+# INIT_VALUES, no APE): everything under `encoder.`; attn.qkv without bias plus
+# q_bias/v_bias; gamma_1/gamma_2; the shared rel_pos_bias table and its persistent index
+# buffer; the head `decoder.0` a 1x1 Conv2d (then PixelShuffle, no params).
+SIMMIM = Format(
+    name="simmim",
+    source="microsoft/SimMIM models/simmim.py + models/vision_transformer.py (ViT)",
+    methods=("simmim",),
+    renames=(
+        (r"^encoder/encoder/blocks_(\d+)/", r"encoder.blocks.\1."),
+        (r"^encoder/encoder/norm/", "encoder.norm."),
+        (r"^encoder/rel_pos_bias/table$", "encoder.rel_pos_bias.relative_position_bias_table"),
+        (r"^decoder/", "decoder.0."),
+    ),
+    fixed=(("encoder.rel_pos_bias.relative_position_index", _rel_pos_index),),
+    layouts=((r"^decoder/kernel$", CONV1X1),),
+)
+
+# facebookresearch/mae_st models_mae.py (MaskedAutoencoderViT, --sep_pos_embed --cls_embed)
+# + util/video_vit.py (Attention: separate q/k/v Linears; PatchEmbed: Conv3d): learned
+# separable tables pos_embed_{spatial,temporal,class} for encoder and decoder, a decoder
+# cls token.
+MAE_ST = Format(
+    name="mae_st",
+    source="facebookresearch/mae_st models_mae.py + util/video_vit.py",
+    methods=("mae_st",),
+    renames=(
+        (r"^encoder/blocks_(\d+)/attn/qkv/", r"blocks.\1.attn.{q,k,v}."),
+        (r"^decoder/blocks_(\d+)/attn/qkv/", r"decoder_blocks.\1.attn.{q,k,v}."),
+        *MAE.renames,
+        (r"^(decoder_)?pos_embed/(spatial|temporal)$", r"\1pos_embed_\2"),
+        (r"^(decoder_)?pos_embed/cls$", r"\1pos_embed_class"),
+    ),
+)
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (MAE, TIMM, VIDEOMAE, HF_VITMAE, HF_VIDEOMAE, AUDIOMAE, CROSSMAE, SIMMIM, MAE_ST)
+}
 
 
 def get(name: str) -> Format:
@@ -186,8 +283,12 @@ def their_keys(fmt: Format, path: str, ndim: int) -> tuple[tuple[str, ...], str]
     leaf = path.rsplit("/", 1)[-1]
     if leaf in ("kernel", "scale"):
         key = key[: -len(leaf)] + "weight"
-    if "{qkv}" in key:
-        return tuple(key.replace("{qkv}", n) for n in QKV_NAMES), QKV
+    split = SPLIT.search(key)
+    if split:
+        return tuple(key[: split.start()] + n + key[split.end() :] for n in split.groups()), QKV
+    for pattern, kind in fmt.layouts:
+        if re.match(pattern, path):
+            return (key,), kind
     if leaf == "kernel":
         return (key,), LINEAR if ndim == 2 else CONV
     return (key,), COPY
@@ -207,6 +308,8 @@ def _to_theirs(kind: str, x: np.ndarray) -> list[np.ndarray]:
     if kind == QKV:  # fused [D, 3D] / [3D] -> q, k, v ([D, D] torch layout / [D])
         parts = np.split(x, 3, axis=-1)
         return [p.T for p in parts] if x.ndim == 2 else parts
+    if kind == CONV1X1:  # Dense [in, out] -> Conv2d 1x1 [out, in, 1, 1]
+        return [x.T[:, :, None, None]]
     return [x]
 
 
@@ -223,6 +326,9 @@ def _to_ours(kind: str, xs: list[np.ndarray]) -> np.ndarray:
         return np.transpose(x, (*range(2, x.ndim), 1, 0))
     if kind == QKV:
         return np.concatenate([x.T if x.ndim == 2 else x for x in xs], axis=-1)
+    if kind == CONV1X1:
+        x = xs[0]
+        return x[:, :, 0, 0].T if x.ndim == 4 and x.shape[2:] == (1, 1) else x
     return xs[0]
 
 
@@ -244,7 +350,7 @@ def canonical(fmt: Format, tensors: Mapping[str, np.ndarray]) -> dict[str, np.nd
 
 def fixed_tables(fmt: Format, model) -> dict[str, np.ndarray]:
     """Their keys holding tables our `model` computes instead of storing (MAE's fixed
-    sin-cos position embeddings); {} for models without such tables."""
-    if not hasattr(model, "pos_table"):
-        return {}
-    return {key: np.asarray(fn(model), np.float32) for key, fn in fmt.fixed}
+    sin-cos position embeddings, SimMIM's relative-position index); {} for models
+    without such tables."""
+    tables = {key: fn(model) for key, fn in fmt.fixed}
+    return {key: np.asarray(t, np.float32) for key, t in tables.items() if t is not None}

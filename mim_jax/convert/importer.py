@@ -89,6 +89,16 @@ def _resample(
     return out, f"grid {old}x{old} -> {new}x{new} (bicubic)"
 
 
+def _extra_rows(path: str) -> int | None:
+    """Leading non-grid (cls) rows of the learned position table at our `path`, which a
+    checkpoint of another grid is resampled for; None for any other param."""
+    if path.endswith("pos_embed"):
+        return 1
+    if path.endswith("pos_embed/spatial"):  # MAE-ST's separable spatial table
+        return 0
+    return None
+
+
 def convert_tensors(
     config: ml_collections.ConfigDict,
     tensors: dict[str, np.ndarray],
@@ -121,8 +131,9 @@ def convert_tensors(
             report.mismatched.append(f"{path}: {', '.join(absent)} absent (needs all of {keys})")
             continue
         value = formats.to_ours(kind, [tensors[k] for k in keys])
-        if value.shape != shape and path.endswith("pos_embed"):
-            resampled = _resample(value, shape)
+        extra = _extra_rows(path)
+        if value.shape != shape and extra is not None:
+            resampled = _resample(value, shape, extra)
             if resampled is not None:
                 value, how = resampled
                 report.reshaped.append(f"{path} <- {keys[0]}: {how}")
@@ -148,7 +159,7 @@ def convert_tensors(
             err = float(np.max(np.abs(got - table)))
             ok = err <= FIXED_TABLE_ATOL
             report.fixed.append(
-                f"{key}: {'matches' if ok else 'DIFFERS FROM'} the fixed sin-cos table "
+                f"{key}: {'matches' if ok else 'DIFFERS FROM'} this model's fixed table "
                 f"(max abs diff {err:.2g})" + ("" if ok else "; a learned table is not used here")
             )
     report.unexpected = sorted(set(tensors) - used)
