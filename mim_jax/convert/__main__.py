@@ -25,7 +25,10 @@ _TORCH_CHECKPOINT = flags.DEFINE_string(
     "torch_checkpoint", None, "Import: official checkpoint, .pth (needs torch) or .safetensors."
 )
 _FORMAT = flags.DEFINE_string(
-    "format", None, "Import: key layout (mae, timm, videomae, hf_vitmae, hf_videomae); detected."
+    "format",
+    None,
+    "Import: key layout (mae, timm, videomae, hf_vitmae, hf_videomae, audiomae, crossmae, "
+    "simmim, mae_st); detected from the keys when unset.",
 )
 _STRICT = flags.DEFINE_bool(
     "strict", False, "Import: fail unless every param and every source key converts."
