@@ -5,6 +5,7 @@ cuDNN refuses odd lengths in training (MAE's 197-token decoder; shared/FACTS.md)
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 IMPLEMENTATIONS = ("auto", "xla", "cudnn")
 PAD_MULTIPLE = 8  # cuDNN flash attention: pad T and S to this (verified on H100, jax 0.11)
@@ -46,6 +47,17 @@ def resolve(implementation: str, dtype, head_dim: int) -> str:
     if implementation == "auto":
         return "cudnn" if cudnn_supports(dtype, head_dim) else "xla"
     return implementation
+
+
+def logits_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """`jnp.einsum(spec, a, b)` accumulated and returned in float32. bf16 operands stay
+    bf16 in the backward pass too (the BF16_BF16_F32 algorithm, as jax's own XLA attention
+    sets it: without it the float32 cotangent makes the gradient matmuls float32, jax
+    issue 24047). For the window attentions, which build their logits themselves."""
+    if a.dtype == jnp.bfloat16 and b.dtype == jnp.bfloat16:
+        preset = lax.DotAlgorithmPreset.BF16_BF16_F32
+        return jnp.einsum(spec, a, b, precision=preset, preferred_element_type=jnp.float32)
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
 
 
 def _pad_to(x: jax.Array, axis: int, size: int) -> jax.Array:
