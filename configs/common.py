@@ -53,6 +53,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Per transformer block, what the backward pass keeps: "none" (remat off), "full" (only
     # block inputs, the rest recomputed) or "dots" (also the weight matmuls' outputs).
     c.model.remat = "none"
+    # Attention kernel of every ViT-family block: "xla", "cudnn" (cuDNN flash attention:
+    # NVIDIA GPU, bf16, head dim a multiple of 8) or "auto" (cudnn where it applies, else
+    # xla). Swin's window attention always uses XLA.
+    c.model.attention = "auto"
 
     # Data. `name`: fashion_mnist (embedded default), synthetic (random images, no I/O),
     # tfds (any TFDS image dataset through tfds.data_source), folder (root/<split>/<class>/

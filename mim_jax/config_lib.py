@@ -27,6 +27,7 @@ RESUMABLE_CHANGES = (
     "eval.",
     "viz.",
     "mesh.",
+    "model.attention",  # the same attention computed by another kernel
     "data.root",
     "data.tfds_data_dir",
     "data.num_workers",
@@ -58,6 +59,7 @@ ADDED_KEYS = {
     "data.timem": 0,
     "data.balanced_sampling": False,
     "data.epoch_len": 0,
+    "model.attention": "xla",
 }
 
 
@@ -115,6 +117,39 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def check_attention(config: ml_collections.ConfigDict) -> None:
+    """config.model.attention is one of attention.IMPLEMENTATIONS, and "cudnn" only where
+    cuDNN flash attention can run: an NVIDIA GPU, bf16/fp16 compute, head dims that are
+    multiples of 8 up to the GPU's limit."""
+    from mim_jax.models import attention
+
+    value = config.model.get("attention", "auto")
+    valid = attention.IMPLEMENTATIONS
+    _check(value in valid, f"config.model.attention={value!r}; valid: {valid}")
+    if value != "cudnn":
+        return
+    _check(
+        attention.on_cuda(),
+        f"config.model.attention='cudnn' needs an NVIDIA GPU; this backend is "
+        f"{jax.default_backend()!r}: use 'auto' or 'xla'",
+    )
+    dtype = compute_dtype(config.dtype)
+    _check(
+        dtype in attention.CUDNN_DTYPES,
+        f"config.model.attention='cudnn' needs bf16 compute; config.dtype={config.dtype!r} "
+        f"computes in {dtype.name}: set config.dtype='bfloat16' or attention 'auto'",
+    )
+    m, limit = config.model, attention.cudnn_max_head_dim()
+    for width, heads in (("width", "num_heads"), ("decoder_width", "decoder_heads")):
+        if m.get(width) and m.get(heads):
+            head_dim = m[width] // m[heads]
+            _check(
+                head_dim % 8 == 0 and head_dim <= limit,
+                f"config.model.attention='cudnn': config.model.{width}/{heads} = {head_dim} "
+                f"per head; cuDNN needs a multiple of 8 up to {limit} (use 'auto' or 'xla')",
+            )
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     """Value checks the config lock cannot do; raises ValueError naming the key."""
     from mim_jax import methods  # methods import this module (compute_dtype)
@@ -125,6 +160,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
     remat = config.model.get("remat", "none")
     _check(remat in REMAT_POLICIES, f"config.model.remat={remat!r}; valid: {list(REMAT_POLICIES)}")
+    check_attention(config)
     if config.method == "classifier":
         from mim_jax.methods import classifier
 

@@ -456,3 +456,18 @@ def test_ema_of_the_weights_follows_each_update(fake_fmnist):
     p2, ema = jax.device_get(state["params"]), jax.device_get(state["ema_params"])
     expected = jax.tree.map(lambda a, b, c: 0.75 * (0.75 * a + 0.25 * b) + 0.25 * c, p0, p1, p2)
     jax.tree.map(lambda e, x: np.testing.assert_allclose(e, x, rtol=1e-6, atol=1e-7), ema, expected)
+
+
+def test_the_train_step_compiles_once_in_the_training_loop(fake_fmnist, tmp_path):
+    """Through logging, checkpoints and reconstructions, the jitted train step compiles
+    at step 1 only: any change of a state or batch shape, dtype or sharding between
+    steps would compile it again and fail here."""
+    from mim_jax import bench
+
+    config = tiny_config(fake_fmnist, **{"eval.at_end": False})
+    config.total_steps, config.log_every_steps = 6, 2
+    config.ckpt.every_steps, config.viz.every_steps = 3, 3
+    with bench.count_compiles() as compiles:
+        train.train_and_evaluate(config, tmp_path)
+    assert bench.compiles_of(compiles) == 1, dict(compiles)
+    assert len(read_metrics(tmp_path)) >= 3  # steps 1, 2, 4, 6 logged: the loop ran

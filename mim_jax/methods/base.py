@@ -73,6 +73,8 @@ class ImageModel(nn.Module):
     depth: int
     num_heads: int
     remat: str = dataclasses.field(default="none", kw_only=True)  # vit.REMAT_POLICIES
+    # models/attention.py IMPLEMENTATIONS, for every attention of the model
+    attention: str = dataclasses.field(default="auto", kw_only=True)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -99,6 +101,7 @@ class VideoAutoencoder(nn.Module):
     decoder_depth: int
     decoder_heads: int
     remat: str = dataclasses.field(default="none", kw_only=True)  # vit.REMAT_POLICIES
+    attention: str = dataclasses.field(default="auto", kw_only=True)  # attention.IMPLEMENTATIONS
 
     @property
     def grid(self) -> tuple[int, int, int]:

@@ -73,6 +73,7 @@ class ContextAutoencoder(base.ImageModel):
             qkv_bias="qv",
             layer_scale=self.layer_scale,
             remat=self.remat,
+            attention=self.attention,
         )
         self.encoder = Encoder(self.depth, **common)
         self.mask_token = self.param("mask_token", trunc_std_init, (1, 1, self.width))
@@ -85,6 +86,7 @@ class ContextAutoencoder(base.ImageModel):
                 self.layer_scale,
                 float(rate),
                 self.dtype,
+                attention=self.attention,
                 name=f"regressor_{i}",
             )
             for i, rate in enumerate(rates)

@@ -134,6 +134,7 @@ class ViTClassifier(base.ImageModel):
             final_norm=self.pool == "cls",
             qkv_bias="qv" if self.backbone == "videomae" else "qkv",
             remat=self.remat,
+            attention=self.attention,
             name="encoder",
         )
         return encoder(x.astype(self.dtype), train)
@@ -153,7 +154,11 @@ class ViTClassifier(base.ImageModel):
             query = self.param("query_token", nn.initializers.zeros, (1, 1, self.width))
             query = jnp.broadcast_to(query, (x.shape[0], 1, self.width)).astype(x.dtype)
             attend = CrossAttention(
-                self.num_heads, fused_kv=False, dtype=self.dtype, name="attentive_pool"
+                self.num_heads,
+                fused_kv=False,
+                dtype=self.dtype,
+                attention=self.attention,
+                name="attentive_pool",
             )
             feats = attend(
                 layer_norm("norm_q", self.dtype)(query),

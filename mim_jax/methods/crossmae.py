@@ -70,6 +70,7 @@ class CrossMAEModel(base.ImageModel):
             dtype=self.dtype,
             final_norm=False,
             remat=self.remat,
+            attention=self.attention,
         )
         # WeightedFeatureMaps: Linear(k, decoder_depth, bias=False), xavier after init.
         self.feature_weights = nn.Dense(
@@ -85,7 +86,13 @@ class CrossMAEModel(base.ImageModel):
         self.mask_token = self.param("mask_token", token_init, (1, 1, self.decoder_width))
         block = remat_block(CrossBlock, self.remat, static_argnums=())
         self.decoder_blocks = [
-            block(self.decoder_heads, self.mlp_ratio, self.dtype, name=f"decoder_{i}")
+            block(
+                self.decoder_heads,
+                self.mlp_ratio,
+                self.dtype,
+                attention=self.attention,
+                name=f"decoder_{i}",
+            )
             for i in range(self.decoder_depth)
         ]
         self.decoder_norm = layer_norm("decoder_norm", self.dtype)

@@ -50,6 +50,7 @@ class MaskedAutoencoder(base.ImageModel):
             self.mlp_ratio,
             dtype=self.dtype,
             remat=self.remat,
+            attention=self.attention,
             name="encoder",
         )
         self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
@@ -69,6 +70,7 @@ class MaskedAutoencoder(base.ImageModel):
             self.mlp_ratio,
             dtype=self.dtype,
             remat=self.remat,
+            attention=self.attention,
             name="decoder",
         )
 

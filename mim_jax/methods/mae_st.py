@@ -89,6 +89,7 @@ class MAESTModel(base.VideoAutoencoder):
             dtype=self.dtype,
             split_init=True,
             remat=self.remat,
+            attention=self.attention,
         )
         self.decoder_embed = nn.Dense(self.decoder_width, kernel_init=dense_init, dtype=self.dtype)
         self.mask_token = self.param("mask_token", mask_token_init, (1, 1, self.decoder_width))
@@ -102,6 +103,7 @@ class MAESTModel(base.VideoAutoencoder):
             dtype=self.dtype,
             split_init=True,
             remat=self.remat,
+            attention=self.attention,
         )
         out_dim = self.pred_tubelet * self.patch_size**2 * self.channels
         self.decoder_pred = nn.Dense(out_dim, kernel_init=dense_init, dtype=self.dtype)

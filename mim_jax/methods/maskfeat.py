@@ -61,6 +61,7 @@ class MaskFeatModel(base.ImageModel):
             weight_init=token_init,
             dtype=self.dtype,
             remat=self.remat,
+            attention=self.attention,
         )
         out_dim = (self.patch_size // self.hog_cell) ** 2 * self.channels * self.hog_bins
         self.head = nn.Dense(out_dim, kernel_init=token_init, dtype=self.dtype)

@@ -56,6 +56,7 @@ class SimMIMModel(nn.Module):
     mask_ratio: float = 0.6
     dtype: jnp.dtype = jnp.float32
     remat: str = "none"  # vit.REMAT_POLICIES
+    attention: str = "auto"  # attention.IMPLEMENTATIONS (ViT; Swin's windows use XLA)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -83,6 +84,7 @@ class SimMIMModel(nn.Module):
                 layer_scale=self.layer_scale,
                 dtype=self.dtype,
                 remat=self.remat,
+                attention=self.attention,
             )
             dim = self.width
         else:

@@ -82,6 +82,7 @@ class VideoMAEModel(base.VideoAutoencoder):
             dtype=self.dtype,
             qkv_bias="qv",
             remat=self.remat,
+            attention=self.attention,
         )
         self.encoder_to_decoder = nn.Dense(
             self.decoder_width, use_bias=False, kernel_init=torch_default_init, dtype=self.dtype
@@ -94,6 +95,7 @@ class VideoMAEModel(base.VideoAutoencoder):
             dtype=self.dtype,
             qkv_bias="qv",
             remat=self.remat,
+            attention=self.attention,
         )
         out_dim = self.tubelet * self.patch_size**2 * self.channels
         self.head = nn.Dense(out_dim, kernel_init=dense_init, dtype=self.dtype)

@@ -8,18 +8,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mim_jax.models.attention import attend
 from mim_jax.models.vit import Mlp, dense_init, drop_path, layer_norm
 
 
 class CrossAttention(nn.Module):
     """Multi-head attention of queries [B, M, Dq] over keys [B, N, Dk] and values [B, N, Dk]
     -> [B, M, Dq]. `fused_kv`: one Linear makes k and v from `k_in` (CrossMAE's `kv`);
-    else separate q/k/v Linears without bias plus learned q and v biases (CAE, BEiT)."""
+    else separate q/k/v Linears without bias plus learned q and v biases (CAE, BEiT).
+    `attention`: "auto" | "xla" | "cudnn" (models/attention.py)."""
 
     num_heads: int
     fused_kv: bool = True
     dtype: jnp.dtype = jnp.float32
     kernel_init: Callable = dense_init
+    attention: str = "auto"
 
     @nn.compact
     def __call__(self, q_in: jax.Array, k_in: jax.Array, v_in: jax.Array | None = None):
@@ -37,14 +40,19 @@ class CrossAttention(nn.Module):
             k, v = jnp.split(dense(2 * d, "kv", True)(k_in), 2, axis=-1)
         else:
             v_in = k_in if v_in is None else v_in
-            q = dense(d, "q", False)(q_in) + self.param("q_bias", nn.initializers.zeros, (d,))
+            # The fp32 biases are added in the compute dtype (as vit.Attention's q/v biases),
+            # so bf16 activations stay bf16 into the attention.
+            biased = lambda x, name: (
+                x + self.param(name, nn.initializers.zeros, (d,)).astype(x.dtype)
+            )
+            q = biased(dense(d, "q", False)(q_in), "q_bias")
             k = dense(d, "k", False)(k_in)
-            v = dense(d, "v", False)(v_in) + self.param("v_bias", nn.initializers.zeros, (d,))
+            v = biased(dense(d, "v", False)(v_in), "v_bias")
         h = self.num_heads
         q = q.reshape(b, m, h, d // h)
         k = k.reshape(b, n, h, d // h)
-        v = v.reshape(b, n, h, d // h).astype(q.dtype)
-        out = jax.nn.dot_product_attention(q, k.astype(q.dtype), v).reshape(b, m, d)
+        v = v.reshape(b, n, h, d // h)
+        out = attend(q, k, v, implementation=self.attention).reshape(b, m, d)
         return dense(d, "proj", True)(out)
 
 
@@ -55,10 +63,13 @@ class CrossBlock(nn.Module):
     num_heads: int
     mlp_ratio: float = 4.0
     dtype: jnp.dtype = jnp.float32
+    attention: str = "auto"  # models/attention.py IMPLEMENTATIONS
 
     @nn.compact
     def __call__(self, x: jax.Array, memory: jax.Array) -> jax.Array:
-        attn = CrossAttention(self.num_heads, fused_kv=True, dtype=self.dtype, name="cross_attn")
+        attn = CrossAttention(
+            self.num_heads, True, self.dtype, attention=self.attention, name="cross_attn"
+        )
         x = x + attn(layer_norm("norm1", self.dtype)(x), memory)
         hidden = int(x.shape[-1] * self.mlp_ratio)
         return x + Mlp(hidden, self.dtype, name="mlp")(layer_norm("norm2", self.dtype)(x))
@@ -74,6 +85,7 @@ class RegressorBlock(nn.Module):
     layer_scale: float = 0.1
     drop_path: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    attention: str = "auto"  # models/attention.py IMPLEMENTATIONS
 
     @nn.compact
     def __call__(
@@ -87,7 +99,9 @@ class RegressorBlock(nn.Module):
         """x [B, M, D] (queries), memory [B, N, D], pos_q [B, M, D], pos_k [B, N, D]."""
         d = x.shape[-1]
         gamma = lambda name: self.param(name, nn.initializers.constant(self.layer_scale), (d,))
-        attn = CrossAttention(self.num_heads, fused_kv=False, dtype=self.dtype, name="cross_attn")
+        attn = CrossAttention(
+            self.num_heads, False, self.dtype, attention=self.attention, name="cross_attn"
+        )
         y = attn(
             layer_norm("norm1_q", self.dtype)(x + pos_q),
             layer_norm("norm1_k", self.dtype)(memory + pos_k),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mim_jax.models import vit
+from mim_jax.models.attention import logits_einsum
 from mim_jax.models.patch import torch_conv_bias_init, torch_default_init
 from mim_jax.models.vit import drop_path
 from mim_jax.models.window import shift_mask, window_partition, window_reverse
@@ -95,8 +96,8 @@ class WindowAttention(nn.Module):
         bw, n, _ = windows.shape
         qkv = dense(3 * c, "qkv", self.dtype)(windows)
         q, k, v = jnp.moveaxis(qkv.reshape(bw, n, 3, heads, c // heads), 2, 0)  # [Bw, N, h, d]
-        q = q.astype(jnp.float32) * (c // heads) ** -0.5
-        logits = jnp.einsum("bihd,bjhd->bhij", q, k.astype(jnp.float32))
+        q = q * jnp.asarray((c // heads) ** -0.5, q.dtype)
+        logits = logits_einsum("bihd,bjhd->bhij", q, k)  # float32 accumulation and softmax
         logits = logits + self.position_bias()
         if shift[0]:
             mask = jnp.asarray(shift_mask((h, w), win, shift))  # [nW, N, N]

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mim_jax.models import posemb
+from mim_jax.models.attention import attend
 from mim_jax.models.patch import PatchEmbed, patch_grid
 
 # MAE `_init_weights`: xavier-uniform Linear weights, zero biases; LayerNorm (1, 0).
@@ -115,12 +116,12 @@ class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection: [B, N, D] -> [B, N, D].
 
     `qkv_bias`: "qkv" (timm/MAE), "qv" (VideoMAE: learned q and v biases, k bias fixed at
-    zero) or "none". `implementation` goes to `jax.nn.dot_product_attention` (None: XLA).
+    zero) or "none". `attention`: "auto" | "xla" | "cudnn" (models/attention.py).
     """
 
     num_heads: int
     dtype: jnp.dtype = jnp.float32
-    implementation: str | None = None
+    attention: str = "auto"
     qkv_bias: str = "qkv"
     split_init: bool = False  # xavier per q/k/v [D, D] (separate Linears, MAE-ST)
     kernel_init: Callable = dense_init
@@ -143,10 +144,7 @@ class Attention(nn.Module):
             qkv = qkv + jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
         # timm's split order: [B, N, 3, heads, head_dim]
         q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads), 2, 0)
-        if bias is not None:
-            bias = bias[None].astype(q.dtype)
-        out = jax.nn.dot_product_attention(q, k, v, bias, implementation=self.implementation)
-        out = out.reshape(b, n, d)
+        out = attend(q, k, v, bias, self.attention).reshape(b, n, d)
         proj_init = scaled_init(self.kernel_init, self.out_scale)
         return nn.Dense(d, kernel_init=proj_init, dtype=self.dtype, name="proj")(out)
 
@@ -164,6 +162,7 @@ class Block(nn.Module):
     layer_scale: float | None = None  # initial gamma; None: no layer scale
     kernel_init: Callable = dense_init
     out_scale: float = 1.0
+    attention: str = "auto"  # models/attention.py IMPLEMENTATIONS
 
     def _scale(self, name: str, y: jax.Array) -> jax.Array:
         if self.layer_scale is None:
@@ -182,6 +181,7 @@ class Block(nn.Module):
             split_init=self.split_init,
             kernel_init=self.kernel_init,
             out_scale=self.out_scale,
+            attention=self.attention,
             name="attn",
         )
         y = self._scale("gamma_1", attn(layer_norm("norm1", self.dtype)(x), bias))
@@ -233,6 +233,7 @@ class Encoder(nn.Module):
     kernel_init: Callable = dense_init
     rescale_init: bool = False
     remat: str = "none"  # a REMAT_POLICIES key: what each block keeps for the backward pass
+    attention: str = "auto"  # models/attention.py IMPLEMENTATIONS
 
     @nn.compact
     def __call__(
@@ -258,6 +259,7 @@ class Encoder(nn.Module):
                 layer_scale=self.layer_scale,
                 kernel_init=self.kernel_init,
                 out_scale=1.0 / np.sqrt(2.0 * (i + 1)) if self.rescale_init else 1.0,
+                attention=self.attention,
                 name=f"blocks_{i}",
             )(x, train, bias)
             hidden.append(x)
@@ -291,6 +293,7 @@ class MaskTokenViT(nn.Module):
     weight_init: Callable = trunc_std_init
     dtype: jnp.dtype = jnp.float32
     remat: str = "none"
+    attention: str = "auto"  # models/attention.py IMPLEMENTATIONS
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -336,6 +339,7 @@ class MaskTokenViT(nn.Module):
             kernel_init=self.weight_init,
             rescale_init=self.rescale_init,
             remat=self.remat,
+            attention=self.attention,
             name="encoder",
         )
         return encoder(x.astype(self.dtype), train, bias)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mim_jax.models.attention import logits_einsum
 from mim_jax.models.vit import Mlp, dense_init, layer_norm, remat_block
 
 MASK_VALUE = -100.0  # added to logits across shifted regions (Swin's value)
@@ -104,10 +105,10 @@ class CosineWindowAttention(nn.Module):
         heads = self.num_heads
         qkv = nn.Dense(3 * c, kernel_init=dense_init, dtype=self.dtype, name="qkv")(x)
         q, k, v = jnp.moveaxis(qkv.reshape(bw, n, 3, heads, c // heads), 2, 0)  # [Bw, N, h, d]
-        q, k = q.astype(jnp.float32), k.astype(jnp.float32)
-        logits = jnp.einsum("bihd,bjhd->bhij", q, k)
-        norms = jnp.linalg.norm(q, axis=-1).transpose(0, 2, 1)  # [Bw, h, N]
-        norms_k = jnp.linalg.norm(k, axis=-1).transpose(0, 2, 1)
+        # q k^T from compute-dtype operands, accumulated in float32; norms in float32.
+        logits = logits_einsum("bihd,bjhd->bhij", q, k)
+        norms = jnp.linalg.norm(q.astype(jnp.float32), axis=-1).transpose(0, 2, 1)  # [Bw, h, N]
+        norms_k = jnp.linalg.norm(k.astype(jnp.float32), axis=-1).transpose(0, 2, 1)
         logits = logits / jnp.maximum(norms[..., :, None] * norms_k[..., None, :], 1e-6)
         tau = self.param("tau", nn.initializers.ones, (heads,))
         logits = logits / jnp.maximum(tau, 0.01)[:, None, None]

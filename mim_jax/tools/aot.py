@@ -39,12 +39,12 @@ def _define_flags() -> None:
 
 
 GIB = 2**30
-# Per-chip HBM and dense bf16 peak (Cloud TPU system architecture pages).
-CHIPS = {
-    "TPU v4": (32 * GIB, 275e12),
-    "TPU v5 lite": (16 * GIB, 197e12),
-    "TPU v5": (95 * GIB, 459e12),  # v5p
-    "TPU v6 lite": (32 * GIB, 918e12),
+# Per-chip HBM (Cloud TPU system architecture pages); dense bf16 peaks: flops.PEAK_FLOPS.
+HBM = {
+    "TPU v4": 32 * GIB,
+    "TPU v5 lite": 16 * GIB,
+    "TPU v5": 95 * GIB,  # v5p
+    "TPU v6 lite": 32 * GIB,
 }
 
 
@@ -64,7 +64,7 @@ def compile_report(config, devices: list, steps_per_epoch: int = 1000) -> dict:
     """Lowers and compiles `config`'s train step for `devices`; per-chip memory and FLOPs."""
     import jax
 
-    from mim_jax import sharding, train
+    from mim_jax import flops, sharding, train
 
     if config.dtype == "auto":  # "auto" looks at this host's backend (CPU): say bf16
         config.dtype = "bfloat16"
@@ -78,7 +78,7 @@ def compile_report(config, devices: list, steps_per_epoch: int = 1000) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     kind = devices[0].device_kind
-    hbm, peak = CHIPS.get(kind, (None, None))
+    hbm, peak = HBM.get(kind), flops.peak_flops(kind)[0]
     # Donated state aliases its outputs: the peak is arguments + temporaries + the outputs
     # that do not reuse an argument's buffer.
     peak_bytes = (
