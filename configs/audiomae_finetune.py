@@ -89,9 +89,9 @@ def get_config(arg: str | None = None):
     d.freqm, d.timem = 48, 24
     o.update(base_lr=1e-3, warmup_epochs=2.0)
     config.batch_size = 64
-    config.total_epochs = 20.0
+    config.total_epochs = 10.0  # 375 steps
     config.log_every_steps = 50
     config.ckpt.every_epochs = 5.0
-    config.eval.every_epochs = 5.0
+    config.eval.every_epochs = 2.5
     config.eval.batch_size = 256
     return config

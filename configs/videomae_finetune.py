@@ -110,11 +110,11 @@ def get_config(arg: str | None = None):
         d.test_clips, d.test_crops = 2, 1  # square frames: every crop would be the same
         o.update(base_lr=4e-3, lr_base_batch=256, layer_decay=0.75)  # peak 5e-4 at 32 videos
         o.update(warmup_epochs=0.2, min_lr=1e-6)
-        config.batch_size = 64
-        config.total_epochs = 1.0
+        config.batch_size = 64  # 32 videos x 2 clips
+        config.total_epochs = 0.25  # 469 steps: 15k videos, 30k clips
         config.log_every_steps = 50
-        config.ckpt.every_epochs = 0.5
-        config.eval.every_epochs = 0.5
+        config.ckpt.every_epochs = 0.125
+        config.eval.every_epochs = 0.125
         config.eval.batch_size = 200
         config.eval.max_test_examples = 2000
     return config
