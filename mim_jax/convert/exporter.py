@@ -90,12 +90,10 @@ def timm_model_args(config: ml_collections.ConfigDict) -> dict:
     return args
 
 
-def hf_vitmae_config(config: ml_collections.ConfigDict) -> dict:
-    """transformers `ViTMAEConfig` fields for an MAE model (configuration_vit_mae.py)."""
+def _hf_transformer_fields(config: ml_collections.ConfigDict) -> dict:
+    """The encoder/decoder fields `ViTMAEConfig` and `VideoMAEConfig` share."""
     m = config.model
     return dict(
-        architectures=["ViTMAEForPreTraining"],
-        model_type="vit_mae",
         image_size=_image_size(config),
         patch_size=int(m.patch_size),
         num_channels=int(config.data.channels),
@@ -112,10 +110,20 @@ def hf_vitmae_config(config: ml_collections.ConfigDict) -> dict:
         attention_probs_dropout_prob=0.0,
         layer_norm_eps=1e-6,
         qkv_bias=True,
-        mask_ratio=float(m.mask_ratio),
-        norm_pix_loss=bool(m.norm_pix_loss),
         initializer_range=0.02,
         torch_dtype="float32",
+    )
+
+
+def hf_vitmae_config(config: ml_collections.ConfigDict) -> dict:
+    """transformers `ViTMAEConfig` fields for an MAE model (configuration_vit_mae.py)."""
+    m = config.model
+    return dict(
+        architectures=["ViTMAEForPreTraining"],
+        model_type="vit_mae",
+        **_hf_transformer_fields(config),
+        mask_ratio=float(m.mask_ratio),
+        norm_pix_loss=bool(m.norm_pix_loss),
     )
 
 
@@ -127,28 +135,11 @@ def hf_videomae_config(config: ml_collections.ConfigDict) -> dict:
     return dict(
         architectures=["VideoMAEForPreTraining"],
         model_type="videomae",
-        image_size=_image_size(config),
-        patch_size=int(m.patch_size),
-        num_channels=int(config.data.channels),
+        **_hf_transformer_fields(config),
         num_frames=int(config.data.num_frames),
         tubelet_size=int(m.tubelet),
-        hidden_size=int(m.width),
-        num_hidden_layers=int(m.depth),
-        num_attention_heads=int(m.num_heads),
-        intermediate_size=int(m.width * m.mlp_ratio),
-        decoder_hidden_size=int(m.decoder_width),
-        decoder_num_hidden_layers=int(m.decoder_depth),
-        decoder_num_attention_heads=int(m.decoder_heads),
-        decoder_intermediate_size=int(m.decoder_width * m.mlp_ratio),
-        hidden_act="gelu",
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        layer_norm_eps=1e-6,
-        qkv_bias=True,
         use_mean_pooling=False,  # keeps the encoder's final norm (`videomae.layernorm`)
         norm_pix_loss=bool(m.norm_target),
-        initializer_range=0.02,
-        torch_dtype="float32",
     )
 
 
