@@ -108,8 +108,8 @@ def get_config(arg: str | None = None):
         d.num_samples, d.samples_share_frames = NUM_SAMPLE, True
         d.clip_sampling = "span"
         d.test_clips, d.test_crops = 2, 1  # square frames: every crop would be the same
-        o.update(base_lr=4e-3, lr_base_batch=256, layer_decay=0.75)  # peak 5e-4 at 32 videos
-        o.update(warmup_epochs=0.2, min_lr=1e-6)
+        o.update(base_lr=8e-3, lr_base_batch=256, layer_decay=0.75)  # peak 1e-3 at 32 videos
+        o.update(warmup_epochs=0.025, min_lr=1e-6)  # 94 warmup steps
         config.batch_size = 64  # 32 videos x 2 clips
         config.total_epochs = 0.25  # 469 steps: 15k videos, 30k clips
         config.log_every_steps = 50
