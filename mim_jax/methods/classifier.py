@@ -284,11 +284,16 @@ class Classifier:
         return loss, {"train_top1": top1, "model_state": dict(updates)}
 
     def targets(self, batch: Mapping[str, jax.Array]) -> jax.Array:
-        """[B, C] float32 targets: the (smoothed) one-hot labels, or for bce the multi-hot
-        "labels" when the batch has them (multi-label data, or mixed in the dataset)."""
-        if self.loss_type == "bce" and "labels" in batch:
-            return batch["labels"].astype(jnp.float32)
-        return augment.smooth_targets(batch["label"], self.model.num_classes, self.label_smoothing)
+        """[B, C] float32 targets: the batch's "labels" where it has them (multi-hot, or
+        mixed in the dataset: Audio-MAE's waveform mixup), else the one-hot "label"; then
+        timm's label smoothing (linear, so smoothing mixed targets = mixing smoothed ones)."""
+        if "labels" not in batch:
+            return augment.smooth_targets(
+                batch["label"], self.model.num_classes, self.label_smoothing
+            )
+        targets = batch["labels"].astype(jnp.float32)
+        s = self.label_smoothing
+        return targets * (1.0 - s) + s / self.model.num_classes if s else targets
 
     def predict(self, params: Params, model_state: dict, images: jax.Array) -> jax.Array:
         """Eval logits [B, num_classes] for normalised images (running BN statistics)."""

@@ -256,9 +256,10 @@ def test_audiomae_fine_tuning_drops_time_rows_and_frequency_columns_in_training_
 def test_bce_loss_uses_the_multi_hot_labels():
     from configs import audiomae_finetune
 
-    config = audiomae_finetune.get_config()
-    config.model.update(patch_size=16, width=32, depth=1, num_heads=2, mask_t_prob=0.0)
-    config.model.mask_f_prob = 0.0
+    config = audiomae_finetune.get_config("variant=B,data=synthetic")
+    config.model.update(width=32, depth=1, num_heads=2, mask_t_prob=0.0, mask_f_prob=0.0)
+    config.data.update(target_length=128, num_classes=10)
+    assert config.model.loss == "bce"  # the AudioSet recipe
     method = methods.build(config)
     rng = np.random.default_rng(0)
     batch = {
@@ -280,3 +281,13 @@ def test_videomae_backbone_has_no_cls_token_to_pool():
     config.model.pool = "cls"
     with pytest.raises(ValueError, match="backbone=videomae"):
         config_lib.validate(config, 1)
+
+
+def test_softmax_targets_are_the_batchs_mixed_labels_smoothed():
+    config = _tiny(finetune.get_config())
+    config.model.update(mixup=0.0, cutmix=0.0, erase_prob=0.0, label_smoothing=0.1)
+    method = methods.build(config)
+    labels = np.zeros((8, 10), np.float32)
+    labels[:, 2], labels[:, 7] = 0.3, 0.7  # a waveform-mixed pair
+    targets = method.targets({**_batch(), "labels": jnp.asarray(labels)})
+    np.testing.assert_allclose(targets, labels * 0.9 + 0.01, rtol=1e-6)
