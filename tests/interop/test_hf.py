@@ -52,7 +52,7 @@ def test_mae_tiny_matches_vitmae(norm_pix_loss, tmp_path):
     assert errors["loss"] < LOSS_TOL and max(errors.values()) < OUT_TOL, errors
 
 
-# ViT-B on CPU: ~25 s; the issue's acceptance parity, so it runs by default
+@pytest.mark.slow  # ViT-B on CPU: ~25 s (CI time); the tiny-model parity tests run by default
 def test_mae_vit_b16_with_decoder_and_norm_pix_matches_vitmae(tmp_path):
     """The issue's acceptance case: MAE ViT-B/16 (decoder 512 x 8) with norm-pix loss."""
     from configs import mae
@@ -122,7 +122,7 @@ def test_videomae_tiny_matches_hf(tmp_path):
     assert errors["loss"] < LOSS_TOL and max(errors.values()) < OUT_TOL, errors
 
 
-# ViT-B on CPU: ~25 s; the issue's acceptance parity, so it runs by default
+@pytest.mark.slow  # ViT-B on CPU: ~25 s (CI time); the tiny-model parity tests run by default
 def test_videomae_vit_b_matches_hf(tmp_path):
     """VideoMAE ViT-B (16 x 224 x 224 clips, 2x16x16 tubes, 90% tube masking, decoder
     384 x 4, normalised cube targets) against VideoMAEForPreTraining."""

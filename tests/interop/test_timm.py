@@ -59,7 +59,7 @@ def test_classifier_matches_timm(pool, tmp_path):
     assert rel_err(ours, theirs) < OUT_TOL
 
 
-# ViT-B on CPU: ~25 s; the issue's acceptance parity, so it runs by default
+@pytest.mark.slow  # ViT-B on CPU: ~25 s (CI time); the tiny-model parity tests run by default
 def test_mae_vit_b16_encoder_features_match_timm(tmp_path):
     """MAE ViT-B/16's unmasked encoder output (all 197 tokens, after the final norm) ==
     timm's forward_features on the exported weights."""
