@@ -254,6 +254,31 @@ def _classifier(m, out: StepFlops) -> None:
     out.add("head", linear(1, d, m.num_classes), 1.0 if detached else 2.0)
 
 
+def _online_probe(m, out: StepFlops, num_classes: int) -> None:
+    """config.eval.online_probe: the encoder once more on every token, under stop_gradient
+    (forward only), and a linear head whose input is detached (weight gradient only)."""
+    from mim_jax.methods import maskfeat, simmim, videomae
+
+    if isinstance(m, simmim.SimMIMModel | maskfeat.MaskFeatModel):  # they see every token
+        features = out.parts["patch_embed"][0] + out.parts["encoder"][0]
+        dim = (
+            m.width * 2 ** (len(m.depths) - 1)
+            if getattr(m, "backbone", "vit") != "vit"
+            else m.width
+        )
+    else:
+        video = hasattr(m, "num_tokens")
+        length = m.num_tokens if video else m.num_patches
+        patch = (m.tubelet if video else 1) * m.patch_size**2 * m.channels
+        tokens = length + int(not isinstance(m, videomae.VideoMAEModel))  # the cls token
+        features = linear(length, patch, m.width) + m.depth * vit_block(
+            tokens, m.width, m.mlp_ratio
+        )
+        dim = m.width
+    out.add("online_probe_features", features, 0.0)
+    out.add("online_probe_head", linear(1, dim, num_classes), 1.0)
+
+
 def step_flops(config: ml_collections.ConfigDict) -> StepFlops:
     """The analytic FLOPs per sample of one training step of `config` (module docstring)."""
     from mim_jax.methods import (
@@ -267,9 +292,9 @@ def step_flops(config: ml_collections.ConfigDict) -> StepFlops:
         videomae,
     )
 
-    if config.eval.get("online_probe"):
-        raise NotImplementedError("analytic FLOPs do not count config.eval.online_probe")
-    m = methods.build(config).model
+    methods.check_name(config.method)
+    method = methods.build(config)
+    m = method.model
     out = StepFlops()
     for cls, count in (
         (crossmae.CrossMAEModel, _crossmae),
@@ -283,5 +308,8 @@ def step_flops(config: ml_collections.ConfigDict) -> StepFlops:
     ):
         if isinstance(m, cls):
             count(m, out)
+            if config.eval.get("online_probe") and hasattr(method, "inner"):
+                _online_probe(m, out, config.data.num_classes)
             return out
-    raise NotImplementedError(f"no analytic FLOP count for config.method={config.method!r}")
+    # Every model of methods.METHODS is listed above (tests/test_flops.py checks each).
+    raise ValueError(f"config.method={config.method!r}: its model has no FLOP count")

@@ -205,11 +205,14 @@ XLA_CASES = [
     ("audiomae", "decoder=global", {}),
     ("finetune", "", {}),
     ("attentive_probe", "", {}),
+    ("mae", "", {"eval.online_probe": True}),
 ]
 
 
 @pytest.mark.parametrize(
-    "module, arg, overrides", XLA_CASES, ids=[f"{m}:{a.split(',')[0]}" for m, a, _ in XLA_CASES]
+    "module, arg, overrides",
+    XLA_CASES,
+    ids=[f"{m}:{a.split(',')[0]}:{','.join(o)}" for m, a, o in XLA_CASES],
 )
 def test_analytic_count_is_within_xla_count(module, arg, overrides):
     """XLA's cost analysis of the lowered train step (batch 32) counts everything, incl.
@@ -235,8 +238,14 @@ def test_peak_table_and_unknown_devices():
     assert flops.peak_flops("cpu") == (None, None)
 
 
-def test_online_probe_is_refused_not_miscounted():
+def test_online_probe_adds_an_unmasked_forward_and_a_detached_head():
     config = importlib.import_module("configs.mae").get_config()
+    config.model.update(patch_size=7, width=16, depth=2, num_heads=2, mlp_ratio=4.0)
+    plain = flops.step_flops(config)
     config.eval.online_probe = True
-    with pytest.raises(NotImplementedError, match="online_probe"):
-        flops.step_flops(config)
+    probed = flops.step_flops(config)
+    length, patch, d = 16, 49, 16  # 28 px, 7 px patches, 1 channel
+    encoder = flops.linear(length, patch, d) + 2 * flops.vit_block(1 + length, d, 4.0)
+    head = flops.linear(1, d, 10)
+    assert probed.forward - plain.forward == pytest.approx(encoder + head)
+    assert probed.backward - plain.backward == pytest.approx(head)  # stop-gradient features

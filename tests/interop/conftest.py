@@ -13,6 +13,9 @@ import pytest
 
 from configs import finetune, mae, videomae
 
+# Why a test is skipped without the extra (torch, timm, transformers).
+INTEROP = "needs the [interop] extra: pip install -e '.[interop]'"
+
 
 def tiny_mae(**model):
     """MAE on 32x32 RGB, 8x8 patches (16 tokens), 2 encoder and 1 decoder blocks."""
@@ -119,9 +122,9 @@ def _torchvision_stub():
 
 def import_timm_vit():
     """timm.models.vision_transformer, or skip when timm/torch are not installed."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason=INTEROP)
     if importlib.util.find_spec("timm") is None:
-        pytest.skip("timm is not installed: pip install -e '.[interop]'")
+        pytest.skip(INTEROP)
     try:
         import timm.models.vision_transformer as vit
 

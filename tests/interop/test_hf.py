@@ -8,10 +8,10 @@ import pytest
 
 from mim_jax import methods
 from mim_jax.convert import exporter, importer
-from tests.interop.conftest import random_params, rel_err, tiny_mae, tiny_videomae
+from tests.interop.conftest import INTEROP, random_params, rel_err, tiny_mae, tiny_videomae
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch", reason=INTEROP)
+transformers = pytest.importorskip("transformers", reason=INTEROP)
 
 LOSS_TOL, OUT_TOL = 1e-5, 1e-4  # fp32 relative errors (the acceptance bounds)
 

@@ -10,7 +10,7 @@ import safetensors.numpy
 from configs import audiomae, crossmae, mae_st, simmim
 from mim_jax import methods
 from mim_jax.convert import exporter, formats, importer
-from tests.interop.conftest import random_params
+from tests.interop.conftest import INTEROP, random_params
 
 
 def tiny_audiomae(decoder: str = "swin"):
@@ -305,7 +305,7 @@ def test_import_from_pth_and_safetensors(tmp_path, suffix):
     _, theirs = _theirs(config, "mae_st")
     path = tmp_path / f"checkpoint{suffix}"
     if suffix == ".pth":
-        torch = pytest.importorskip("torch")
+        torch = pytest.importorskip("torch", reason=INTEROP)
         torch.save({"model": {k: torch.from_numpy(v) for k, v in theirs.items()}}, path)
     else:
         path.write_bytes(safetensors.numpy.save(theirs))

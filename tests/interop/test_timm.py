@@ -12,6 +12,7 @@ import safetensors.numpy
 from mim_jax import methods
 from mim_jax.convert import exporter, importer, state_dict
 from tests.interop.conftest import (
+    INTEROP,
     import_timm_vit,
     random_params,
     rel_err,
@@ -19,7 +20,7 @@ from tests.interop.conftest import (
     tiny_mae,
 )
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason=INTEROP)
 
 OUT_TOL = 1e-4
 
