@@ -188,6 +188,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f"config.data.test_clips and test_crops must be >= 1, got {d.test_clips}, {d.test_crops}",
     )
     _check(0.0 <= d.mixup <= 1.0, f"config.data.mixup must be in [0, 1], got {d.mixup}")
+    for key in ("freqm", "timem", "epoch_len"):
+        _check(d[key] >= 0, f"config.data.{key} must be >= 0 (0 = off), got {d[key]}")
+    _check(
+        d.num_mel_bins > 0 or not (d.mixup or d.freqm or d.timem),
+        "config.data.mixup / freqm / timem are audio augmentations (Audio-MAE) and need "
+        "config.data.num_mel_bins > 0; image mixup is config.model.mixup",
+    )
     _check(d.num_mel_bins >= 0, f"config.data.num_mel_bins must be >= 0, got {d.num_mel_bins}")
     takes = methods.modality(config)
     has = "audio" if d.num_mel_bins > 0 else "video" if d.num_frames > 0 else "image"
