@@ -20,11 +20,12 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from mim_jax import config_lib
+from mim_jax import config_lib, profiling
 
 # jax.monitoring event recorded around each XLA backend compilation (jax._src.dispatch
 # BACKEND_COMPILE_EVENT), with the jitted function's name as `fun_name`.
@@ -105,8 +106,17 @@ def _resolved_attention(config) -> str:
     return attention.resolve(m.get("attention", "auto"), dtype, head_dim)
 
 
-def run(config, steps: int = 20, warmup: int = 3, batch: int | None = None) -> dict:
-    """Times `steps` train steps of `config` after `warmup` ones; returns the JSON fields."""
+def run(
+    config,
+    steps: int = 20,
+    warmup: int = 3,
+    batch: int | None = None,
+    profile_dir: str | None = None,
+    profile_steps: int = 5,
+) -> dict:
+    """Times `steps` train steps of `config` after `warmup` ones; returns the JSON fields.
+    With `profile_dir`, then traces `profile_steps` more steps there (`jax.profiler`) and
+    adds where their device time went (`mim_jax.profiling`; also `profile_summary.json`)."""
     import jax
     import numpy as np
 
@@ -114,8 +124,11 @@ def run(config, steps: int = 20, warmup: int = 3, batch: int | None = None) -> d
 
     if batch:
         config.batch_size = batch
-    if steps < 1 or warmup < 1:
-        raise ValueError(f"--steps and --warmup must be >= 1, got {steps} and {warmup}")
+    if steps < 1 or warmup < 1 or profile_steps < 1:
+        raise ValueError(
+            f"--steps, --warmup and --profile_steps must be >= 1, got {steps}, {warmup} "
+            f"and {profile_steps}"
+        )
     config_lib.validate(config, jax.device_count())
     mesh = sharding.make_mesh(config.mesh)
     per_epoch = 1000  # sets only the lr schedule's constants
@@ -132,6 +145,7 @@ def run(config, steps: int = 20, warmup: int = 3, batch: int | None = None) -> d
         cost = lowered.cost_analysis()  # XLA's count of the lowered step, incl. elementwise
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         xla_flops = float(cost["flops"]) if cost and "flops" in cost else None
+        host_transfers = len(profiling.host_transfers(lowered.as_text()))
         state = parts.init_fn(parts.seed_key)
         data = synthetic_batch(parts.abstract_batch, config.data.num_classes, config.seed)
         jax.block_until_ready((state, data))
@@ -148,6 +162,12 @@ def run(config, steps: int = 20, warmup: int = 3, batch: int | None = None) -> d
             jax.block_until_ready((state, metrics))
             times.append(time.perf_counter() - tic)
         compiles_after = sum(compiles.values()) - after_warmup
+
+    profile = {}
+    if profile_dir:
+        profile = _profile(parts, lowered, state, data, profile_dir, profile_steps)
+        state = profile.pop("state")
+        metrics = profile.pop("metrics")
 
     step_s = statistics.median(times)
     b = config.batch_size
@@ -181,7 +201,41 @@ def run(config, steps: int = 20, warmup: int = 3, batch: int | None = None) -> d
         "final_loss": float(metrics["loss"]),
         "compiles_warmup": warmup_compiles,
         "compiles_after_warmup": compiles_after,
+        "host_transfers": host_transfers,  # callbacks / infeed / outfeed in the step: want 0
+        **profile,
     }
+
+
+def _profile(parts, lowered, state, data, profile_dir: str, steps: int) -> dict:
+    """Traces `steps` train steps into `profile_dir` and summarizes them by op."""
+    import jax
+
+    hlo = lowered.compile().as_text()  # the step's optimized HLO: names the traced ops
+    with jax.profiler.trace(profile_dir):
+        for _ in range(steps):
+            state, metrics = parts.train_step(state, data)
+        jax.block_until_ready((state, metrics))
+    summary = profiling.summarize(profiling.find_trace(profile_dir), hlo, steps)
+    path = Path(profile_dir) / "profile_summary.json"
+    path.write_text(json.dumps(summary, indent=1))
+    print(profiling.format_summary(summary), file=sys.stderr, flush=True)
+    return {
+        "state": state,
+        "metrics": metrics,
+        "profile_summary": str(path),
+        "profile_device_ms_per_step": summary["device_ms_per_step"],
+        "profile_by_category_ms": summary["by_category_ms"],
+        "profile_by_phase_ms": summary["by_phase_ms"],
+    }
+
+
+def round_floats(obj):
+    """Floats to 6 significant digits, through dicts (the JSON line stays short)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.6g}")
+    if isinstance(obj, dict):
+        return {k: round_floats(v) for k, v in obj.items()}
+    return obj
 
 
 def _define_flags() -> None:
@@ -193,6 +247,10 @@ def _define_flags() -> None:
     flags.DEFINE_integer("steps", 20, "Timed steps (the median is reported).")
     flags.DEFINE_integer("warmup", 3, "Untimed steps first (the first one compiles).")
     flags.DEFINE_string("json_out", None, "Also append the JSON line to this file.")
+    flags.DEFINE_string(
+        "profile_dir", None, "Trace --profile_steps more steps here and print where time goes."
+    )
+    flags.DEFINE_integer("profile_steps", 5, "Steps traced with --profile_dir.")
     flags.mark_flags_as_required(["config"])
 
 
@@ -200,10 +258,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
-    report = run(f.config, f.steps, f.warmup, f.batch)
-    line = json.dumps(
-        {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in report.items()}
-    )
+    report = run(f.config, f.steps, f.warmup, f.batch, f.profile_dir, f.profile_steps)
+    line = json.dumps(round_floats(report))
     print(line, flush=True)
     if f.json_out:
         with open(f.json_out, "a") as out:

@@ -19,7 +19,7 @@ FIELDS = {
     "analytic_gflop_per_sample", "analytic_tflop_per_step", "model_tflops", "mfu",
     "peak_tflops_per_device", "peak_source", "xla_tflop_per_step", "peak_memory_gib",
     "device_kind", "devices", "jax", "dtype", "attention", "attention_resolved", "remat",
-    "params", "final_loss", "compiles_warmup", "compiles_after_warmup",
+    "params", "final_loss", "compiles_warmup", "compiles_after_warmup", "host_transfers",
 }  # fmt: skip
 
 
@@ -61,6 +61,7 @@ def test_bench_prints_one_json_line_with_the_hand_counted_flops(name):
         report["analytic_tflop_per_step"] / report["step_time_s"], rel=1e-4
     )
     assert report["compiles_warmup"] == 1 and report["compiles_after_warmup"] == 0
+    assert report["host_transfers"] == 0
     assert math.isfinite(report["final_loss"]) and report["params"] > 0
     assert report["device_kind"] == "cpu" and report["jax"] == jax.__version__
     assert report["mfu"] is None and report["peak_tflops_per_device"] is None  # no CPU peak
