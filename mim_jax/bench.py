@@ -248,7 +248,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("warmup", 3, "Untimed steps first (the first one compiles).")
     flags.DEFINE_string("json_out", None, "Also append the JSON line to this file.")
     flags.DEFINE_string(
-        "profile_dir", None, "Trace --profile_steps more steps here and print where time goes."
+        "profile_dir",
+        None,
+        "A local directory: trace --profile_steps more steps there and print where time goes.",
     )
     flags.DEFINE_integer("profile_steps", 5, "Steps traced with --profile_dir.")
     flags.mark_flags_as_required(["config"])

@@ -95,3 +95,8 @@ def test_the_compile_counter_sees_recompilations():
         assert bench.compiles_of(compiles) == 1
         step(jnp.ones(4))
     assert bench.compiles_of(compiles) == 2 and bench.compiles_of(compiles, "other") == 0
+
+
+def test_the_json_line_rounds_floats_inside_the_profile_dicts():
+    report = {"a": 1.23456789, "b": {"matmul": 2.0000000001}, "c": "x", "d": 3}
+    assert bench.round_floats(report) == {"a": 1.23457, "b": {"matmul": 2.0}, "c": "x", "d": 3}
