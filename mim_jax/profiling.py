@@ -108,21 +108,26 @@ def _nested(name: str, instrs: dict, comps: dict) -> list[Instruction]:
     return out
 
 
+def _library_kernel(text: str) -> str | None:
+    """The kind of a library call named in `text` (a custom-call target or kernel name)."""
+    text = text.lower()
+    if "fmha" in text or "flash" in text or "attention" in text:
+        return "attention kernel"  # cuDNN fused attention (jax.nn.dot_product_attention)
+    return "matmul" if "gemm" in text or "matmul" in text else None
+
+
 def categorize(name: str, instrs: dict, comps: dict) -> str:
     """What the executed op `name` does, one of CATEGORIES ("elementwise" when unknown)."""
     if name not in instrs:  # e.g. a library kernel launched under another name
         lowered = name.lower()
-        if "fmha" in lowered or "flash" in lowered:
-            return "attention kernel"
-        if "gemm" in lowered or "matmul" in lowered:
-            return "matmul"
-        return "layout" if "memcpy" in lowered or "memset" in lowered else "elementwise"
+        copy = "memcpy" in lowered or "memset" in lowered
+        return _library_kernel(name) or ("layout" if copy else "elementwise")
     nested = _nested(name, instrs, comps)
     ops = {i.opcode for i in nested}
-    joined = " ".join(i.target for i in nested).lower()
-    if "fmha" in joined or "flash" in joined or "attention" in joined:
-        return "attention kernel"  # cuDNN fused attention (jax.nn.dot_product_attention)
-    if ops & {"dot", "convolution"} or "gemm" in joined or "matmul" in joined:
+    library = _library_kernel(" ".join(i.target for i in nested))
+    if library == "attention kernel":
+        return library
+    if ops & {"dot", "convolution"} or library == "matmul":
         return "matmul"
     if any(op.startswith(_COLLECTIVE) for op in ops):
         return "collective"

@@ -71,33 +71,35 @@ def rel_err(ours, theirs) -> float:
     return float(np.max(np.abs(ours - theirs)) / max(np.max(np.abs(theirs)), 1e-30))
 
 
-class _Placeholder(type):
-    """Any attribute of a missing torchvision: a class that fails only when used."""
+class _Unavailable(type):
+    """Any attribute of the absent torchvision: a class that raises when called."""
 
     def __getattr__(cls, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return _Placeholder(name, (), {})
+        return _Unavailable(name, (), {})
 
     def __call__(cls, *args, **kwargs):
         raise RuntimeError(f"torchvision.{cls.__name__} is not available in this test")
 
 
-class _StubModule(types.ModuleType):
+class _AbsentModule(types.ModuleType):
+    """A torchvision (sub)module whose every attribute is `_Unavailable`."""
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return _Placeholder(name, (), {})
+        return _Unavailable(name, (), {})
 
 
-class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _AbsentFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path=None, target=None):
         if name == "torchvision" or name.startswith("torchvision."):
             return importlib.machinery.ModuleSpec(name, self, is_package=True)
         return None
 
     def create_module(self, spec):
-        module = _StubModule(spec.name)
+        module = _AbsentModule(spec.name)
         module.__path__ = []
         return module
 
@@ -106,12 +108,12 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 @contextlib.contextmanager
-def _torchvision_stub():
+def _without_torchvision():
     """timm imports torchvision at import time (data transforms, FrozenBatchNorm2d), but its
     VisionTransformer never uses it. PyPI's torchvision wheels are CUDA builds whose ops fail
-    to load next to CPU torch, so these tests import timm against placeholders, then remove
-    them so transformers does not see a torchvision."""
-    sys.meta_path.insert(0, finder := _StubFinder())
+    to load next to CPU torch, so these tests import timm with torchvision modules that raise
+    if used, then drop them so transformers does not see a torchvision."""
+    sys.meta_path.insert(0, finder := _AbsentFinder())
     try:
         yield
     finally:
@@ -132,6 +134,6 @@ def import_timm_vit():
     except (ImportError, RuntimeError):  # no torchvision, or one whose C++ ops fail to load
         for name in [n for n in sys.modules if n.split(".")[0] in ("torchvision", "timm")]:
             del sys.modules[name]
-    with _torchvision_stub():
+    with _without_torchvision():
         import timm.models.vision_transformer as vit
     return vit
